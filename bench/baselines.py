@@ -1,0 +1,170 @@
+"""The comparison servers: (a) Keras per request, (b) onnxruntime per request, (e) no inference.
+
+Each is a small FastAPI app that accepts the service's request body and answers with the
+service's response shape, run by ``python -m bench.baselines SYSTEM --port P`` in its own
+process under uvicorn exactly as ``sentiment-serve`` runs the service (one process,
+uvloop + httptools, no access log), so all HTTP systems are measured the same way.
+
+- (a) ``seed``: what the tutorials lead to. A sync endpoint (FastAPI runs it in its thread
+  pool) that encodes the texts, pads them to the longest in the request and calls
+  ``model.predict(batch, verbose=0)`` on the trained Keras model.
+- (b) ``ort``: the same endpoint with the bundle's onnxruntime session instead of Keras:
+  one ``session.run`` per request, no batching across requests.
+- (e) ``echo``: the HTTP ceiling. Same body validation (pydantic model and the service's
+  own limits), a same-shaped response with fixed numbers, and no tokenizer or model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from service.routes import validated_texts
+from service.schemas import (
+    ModelRef,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    Probabilities,
+)
+from service.settings import Settings
+
+BUNDLE_ENV = "BENCH_BUNDLE_DIR"
+# (b)'s onnxruntime intra-op threads; 1 measured best with the thread pool (docs/performance.md).
+ORT_THREADS_ENV = "BENCH_ORT_THREADS"
+# A score with as many digits as a real one, so (e)'s response is as long as the service's.
+_FIXED_SCORE = 0.7316283154487610
+
+ScoreFn = Callable[[list[list[int]]], Sequence[float]]
+
+
+def _bundle_dir() -> Path:
+    given = os.environ.get(BUNDLE_ENV)
+    return Path(given) if given else Settings().resolved_model_dir()
+
+
+def _response(model: ModelRef, scores: Sequence[float], encoded: list) -> PredictResponse:
+    return PredictResponse(
+        model=model,
+        predictions=[
+            Prediction(
+                label="positive" if score >= 0.5 else "negative",
+                score=score,
+                probabilities=Probabilities(negative=1.0 - score, positive=score),
+                tokens=len(e.ids),
+                truncated=e.truncated,
+                unknown_tokens=e.unknown_tokens,
+            )
+            for e, score in zip(encoded, scores, strict=True)
+        ],
+    )
+
+
+def _per_request_app(title: str, bundle, score: ScoreFn) -> FastAPI:
+    """A sync endpoint: encode, score this request's texts in one call, answer."""
+    app = FastAPI(title=title)
+    settings = Settings()
+    model = ModelRef(name=bundle.name, version=bundle.version)
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(body: PredictRequest) -> PredictResponse:
+        encoded = bundle.encoder.encode(validated_texts(body, settings))
+        scores = [float(s) for s in score([e.ids for e in encoded])]
+        return _response(model, scores, encoded)
+
+    @app.get("/health/ready")
+    def ready() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def ort_app() -> FastAPI:
+    """(b) onnxruntime per request, the bundle's own session (verified, self-checked)."""
+    from service.bundle import load_bundle
+
+    threads = int(os.environ.get(ORT_THREADS_ENV, "1"))
+    bundle = load_bundle(_bundle_dir(), intra_op_threads=threads)
+    return _per_request_app("ORT per request", bundle, bundle.score_ids)
+
+
+def seed_app() -> FastAPI:
+    """(a) Keras ``model.predict`` per request: TensorFlow is imported here and only here."""
+    import numpy as np
+
+    from service.bundle import load_bundle
+    from service.tokenizer import pad_batch
+    from training.model import load_trained_model
+
+    bundle_dir = _bundle_dir()
+    bundle = load_bundle(bundle_dir)  # for its encoder and manifest; ORT is not used
+    model = load_trained_model(bundle_dir)
+
+    def score(sequences: list[list[int]]) -> Sequence[float]:
+        out = model.predict(pad_batch(sequences), verbose=0)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    score([[2, 3, 4]])  # the first call traces the predict function; not part of a request
+    return _per_request_app("Keras per request", bundle, score)
+
+
+def echo_app() -> FastAPI:
+    """(e) the HTTP ceiling: validate like the service, answer the same shape, infer nothing."""
+    app = FastAPI(title="HTTP ceiling")
+    settings = Settings()
+    model = ModelRef(name="sentiment-lstm", version="http-ceiling")
+
+    class _Fake:
+        __slots__ = ("ids", "truncated", "unknown_tokens")
+
+        def __init__(self, text: str):
+            self.ids = range(len(text) // 5 + 1)  # about a review's token count
+            self.truncated = False
+            self.unknown_tokens = 0
+
+    @app.post("/predict", response_model=PredictResponse)
+    async def predict(body: PredictRequest) -> PredictResponse:
+        fakes = [_Fake(t) for t in validated_texts(body, settings)]
+        return _response(model, [_FIXED_SCORE] * len(fakes), fakes)
+
+    @app.get("/health/ready")
+    async def ready() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+FACTORIES: dict[str, Callable[[], FastAPI]] = {
+    "seed": seed_app,
+    "ort": ort_app,
+    "echo": echo_app,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Serve one benchmark baseline.")
+    parser.add_argument("system", choices=sorted(FACTORIES))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    app = FACTORIES[args.system]()
+    # The same uvicorn options as service/cli.py.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

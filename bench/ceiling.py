@@ -1,0 +1,146 @@
+"""(d) The in-process ceiling: onnxruntime alone on pre-tokenized, length-sorted batches.
+
+No HTTP, no JSON, no tokenizing inside the timed loop: texts are encoded up front, sorted
+by length and cut into batches (the least padding any batcher could achieve). Every
+combination of intra-op threads x batch size x calling threads (each thread calls
+``session.run`` on its own batches of one shared session) runs for a fixed time over the
+batches in a shuffled order, and the best texts/s is the ceiling.
+
+Runs in its own process (``python -m bench.ceiling``) so its CPU time and peak RSS are
+measured like a server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.workloads import texts_of
+
+
+def _batches(ids: list[list[int]], batch_size: int, seed: int = 0) -> list[list[list[int]]]:
+    order = np.argsort([len(s) for s in ids], kind="stable")
+    batches = [[ids[i] for i in order[k : k + batch_size]] for k in range(0, len(ids), batch_size)]
+    # Shuffled, so a time-bounded run sees short and long batches alike.
+    np.random.default_rng(seed).shuffle(batches)
+    return batches
+
+
+def measure(bundle, ids: list[list[int]], batch_size: int, threads: int, budget_s: float) -> dict:
+    """texts/s and per-batch latency for one configuration, ``budget_s`` of timed calls."""
+    batches = _batches(ids, batch_size)
+    bundle.score_ids(batches[0])  # warm-up: first run allocates
+    lock = threading.Lock()
+    cursor = itertools.count()
+    latencies: list[float] = []
+    texts = [0]
+    deadline = time.perf_counter() + budget_s
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                batch = batches[next(cursor) % len(batches)]
+            t0 = time.perf_counter()
+            bundle.score_ids(batch)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed)
+                texts[0] += len(batch)
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(budget_s + 120)  # one batch past the deadline at most
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    lat = np.array(latencies) * 1000
+    return {
+        "batch_size": batch_size,
+        "threads": threads,
+        "texts": texts[0],
+        "batches": len(latencies),
+        "seconds": elapsed,
+        "texts_per_s": texts[0] / elapsed,
+        "cpu_s": cpu,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def sweep(
+    bundle_dir: Path,
+    texts: list[str],
+    *,
+    variant: str,
+    intra_ops: list[int],
+    batch_sizes: list[int],
+    threads: list[int],
+    budget_s: float,
+) -> list[dict]:
+    from service.bundle import load_bundle
+
+    rows = []
+    for intra in intra_ops:
+        bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
+        ids = bundle.encoder.encode_ids(texts)
+        for batch_size, n_threads in itertools.product(batch_sizes, threads):
+            row = measure(bundle, ids, batch_size, n_threads, budget_s)
+            rows.append({"intra_op_threads": intra, "variant": variant, **row})
+    return rows
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--reviews", type=Path, required=True, help="payload file (JSON lines)")
+    parser.add_argument("--sentences", type=Path, help="also measure these with the best config")
+    parser.add_argument("--variant", default="float")
+    parser.add_argument("--intra-op", default="1,2")
+    parser.add_argument("--batch-sizes", default="32,64,128")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--budget", type=float, default=3.0, help="timed seconds per config")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    common = {"variant": args.variant, "budget_s": args.budget}
+    rows = sweep(
+        args.bundle,
+        texts_of(args.reviews),
+        intra_ops=_ints(args.intra_op),
+        batch_sizes=_ints(args.batch_sizes),
+        threads=_ints(args.threads),
+        **common,
+    )
+    best = max(rows, key=lambda r: r["texts_per_s"])
+    result = {"sweep": rows, "best": best, "reviews": best}
+    if args.sentences:
+        # The best configuration found on reviews, applied to short sentences.
+        result["sentences"] = sweep(
+            args.bundle,
+            texts_of(args.sentences),
+            intra_ops=[best["intra_op_threads"]],
+            batch_sizes=[best["batch_size"]],
+            threads=[best["threads"]],
+            **common,
+        )[0]
+    # ru_maxrss is in KiB on Linux.
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

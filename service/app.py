@@ -1,0 +1,240 @@
+"""The application factory: ``create_app(settings)``; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge, ServiceError
+from service.logs import configure_logging
+from service.metrics import Metrics
+from service.routes import router
+from service.runtime import ModelManager
+from service.settings import Settings
+
+log = logging.getLogger("service.access")
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_json)
+    metrics = Metrics()
+    manager = ModelManager(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await manager.load_initial()
+        yield
+        # uvicorn has stopped accepting and finished in-flight requests by now (SIGTERM).
+        await manager.shutdown()
+
+    app = FastAPI(
+        title="Sentiment LSTM service",
+        version="1.0",
+        summary="IMDB-trained LSTM sentiment classifier served with onnxruntime and dynamic batching.",
+        lifespan=lifespan,
+        responses={
+            413: {"description": "Body too large"},
+            422: {"description": "Invalid input (names the field and index)"},
+            503: {"description": "Not ready or overloaded (with Retry-After)"},
+        },
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.models = manager
+    app.include_router(router)
+    _install_error_handlers(app)
+    if settings.cors_origins:  # off unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=_route_paths(app))
+    return app
+
+
+def _route_paths(app: FastAPI) -> set[str]:
+    return {getattr(r, "path", "") for r in app.routes}
+
+
+# -- errors: one mapping, one body shape --------------------------------------------------
+def error_response(
+    request: Request, status: int, code: str, message: str, details=None, headers=None
+) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "details": details or []},
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple) -> str | None:
+    parts = [p for p in loc if p != "body"]
+    if not parts:
+        return None
+    name = ""
+    for p in parts:
+        name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    return name
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        details = [{"field": exc.field, "message": exc.message}] if exc.field else []
+        return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        details = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "json_invalid":
+                details.append(
+                    {
+                        "field": None,
+                        "message": f"body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}",
+                    }
+                )
+                continue
+            message = err["msg"].removeprefix("Value error, ")
+            details.append({"field": _field_name(loc), "message": message})
+        summary = "; ".join(
+            f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details
+        )
+        return error_response(request, 422, "invalid_input", summary or "invalid request", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Logged with its traceback; the client never sees one.
+        logging.getLogger("service").exception("unhandled error")
+        # This handler runs in Starlette's outermost ServerErrorMiddleware, outside
+        # RequestContextMiddleware, so the request id header must be added here.
+        request_id = request.scope.get("state", {}).get("request_id")
+        return error_response(
+            request,
+            500,
+            "internal_error",
+            "internal error; see server logs",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )
+
+
+# -- middleware (pure ASGI: no body buffering, works with streaming) ----------------------
+class BodyLimitMiddleware:
+    """413 before reading a body whose Content-Length is too big; also caps chunked bodies."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                too_big = False
+            if too_big:
+                return await self._reject(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return f"request body exceeds {self.max_bytes} bytes (SENTIMENT_MAX_BODY_BYTES)"
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = PayloadTooLarge(self._message())
+        request = Request(scope, receive)
+        response = error_response(request, exc.status_code, exc.code, exc.message)
+        response.headers["Connection"] = "close"  # we did not read the body
+        await response(scope, receive, send)
+
+
+class RequestContextMiddleware:
+    """Request id (accepted or generated, echoed), one access-log line, request metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: set[str]):
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = self._route_label(scope)
+            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            self.metrics.latency.labels(route=route).observe(seconds)
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": route,
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                    "texts": scope["state"].get("texts"),
+                },
+            )
+
+    def _route_label(self, scope: Scope) -> str:
+        # The router records the matched route in the scope; with FastAPI >= 0.16x an
+        # included APIRouter's routes no longer appear in ``app.routes`` (they sit behind
+        # one lazy entry), so a path set built at startup alone would label them "other".
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str) and path:
+            return path
+        return scope["path"] if scope["path"] in self.routes else "other"

@@ -1,0 +1,83 @@
+"""One error base class; app.py maps it to an HTTP response once."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status, a stable machine-readable code and a clear message."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+class InvalidInput(ServiceError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Overloaded(ServiceError):
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        self.retry_after_s = retry_after_s
+
+
+class ShuttingDown(ServiceError):
+    status_code = 503
+    code = "shutting_down"
+
+    def __init__(self, message: str = "the server is shutting down; retry on another instance"):
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class NotReady(ServiceError):
+    status_code = 503
+    code = "not_ready"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
+class RequestTimeout(ServiceError):
+    status_code = 504
+    code = "timeout"
+
+
+class InferenceFailed(ServiceError):
+    status_code = 500
+    code = "inference_failed"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid bearer token"):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class BundleError(Exception):
+    """The model bundle is missing, tampered with, or fails its self-check (not HTTP)."""

@@ -1,0 +1,253 @@
+"""HTTP routes: translate requests to calls on the active model, and back. Nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import (
+    BundleError,
+    InvalidInput,
+    NotFound,
+    RequestTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from service.runtime import ModelManager, ModelRuntime
+from service.schemas import (
+    ActivateModelRequest,
+    HealthResponse,
+    ModelRef,
+    ModelSummary,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    Probabilities,
+    TextsRequest,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizeResult,
+)
+from service.settings import Settings
+from service.tokenizer import Encoded
+
+router = APIRouter()
+# Encoding this many characters inline costs well under a millisecond; more goes to a thread.
+_INLINE_ENCODE_CHARS = 16_384
+_CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_manager(request: Request) -> ModelManager:
+    return request.app.state.models
+
+
+async def get_runtime(request: Request) -> AsyncIterator[ModelRuntime]:
+    """The active model, held for the whole request (a swap waits for it to finish)."""
+    runtime = request.app.state.models.current()
+    runtime.acquire()
+    try:
+        yield runtime
+    finally:
+        runtime.release()
+
+
+def require_json(content_type: Annotated[str | None, Header()] = None) -> None:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {media or 'nothing'!r}"
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+RuntimeDep = Annotated[ModelRuntime, Depends(get_runtime)]
+JSON_ONLY = [Depends(require_json)]
+
+
+def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
+    """Limits pydantic cannot know: counts, sizes, blank and control characters."""
+    texts = body.as_list()
+    if not texts:
+        raise InvalidInput("'texts' must hold at least one string", field="texts")
+    if len(texts) > settings.max_texts_per_request:
+        raise InvalidInput(
+            f"{len(texts)} texts in one request; the limit is {settings.max_texts_per_request}",
+            field="texts",
+        )
+    for i, text in enumerate(texts):
+        where = body.field_name(i)
+        if not text.strip():
+            raise InvalidInput(f"{where} is empty or only whitespace", field=where)
+        if len(text) > settings.max_text_chars:
+            raise InvalidInput(
+                f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}",
+                field=where,
+            )
+        if not _CONTROL_CHARS.isdisjoint(text):
+            raise InvalidInput(
+                f"{where} contains control characters (NUL or other C0 codes besides tab and newline)",
+                field=where,
+            )
+    return texts
+
+
+async def encode(runtime: ModelRuntime, texts: list[str]) -> list[Encoded]:
+    if sum(len(t) for t in texts) <= _INLINE_ENCODE_CHARS:
+        return runtime.bundle.encoder.encode(texts)
+    return await run_in_threadpool(runtime.bundle.encoder.encode, texts)
+
+
+def model_ref(runtime: ModelRuntime) -> ModelRef:
+    return ModelRef(name=runtime.bundle.name, version=runtime.bundle.version)
+
+
+@router.post("/predict", response_model=PredictResponse, dependencies=JSON_ONLY, tags=["inference"])
+async def predict(
+    body: PredictRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
+) -> PredictResponse:
+    """Sentiment of one text (`text`) or several (`texts`), in input order."""
+    texts = validated_texts(body, settings)
+    request.scope["state"]["texts"] = len(texts)
+    encoded = await encode(runtime, texts)
+    try:
+        scores = await asyncio.wait_for(
+            runtime.batcher.submit([e.ids for e in encoded]), settings.request_timeout_s
+        )
+    except TimeoutError:
+        raise RequestTimeout(
+            f"not scored within {settings.request_timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
+            "the server is overloaded, retry later"
+        ) from None
+    request.app.state.metrics.texts.labels(route="/predict").inc(len(texts))
+    labels, threshold = runtime.bundle.labels, runtime.bundle.threshold
+    return PredictResponse(
+        model=model_ref(runtime),
+        predictions=[
+            Prediction(
+                label=labels[1] if score >= threshold else labels[0],
+                score=score,
+                probabilities=Probabilities(negative=1.0 - score, positive=score),
+                tokens=len(e.ids),
+                truncated=e.truncated,
+                unknown_tokens=e.unknown_tokens,
+            )
+            for e, score in zip(encoded, scores, strict=True)
+        ],
+    )
+
+
+@router.post(
+    "/tokenize", response_model=TokenizeResponse, dependencies=JSON_ONLY, tags=["inference"]
+)
+async def tokenize(
+    body: TokenizeRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
+) -> TokenizeResponse:
+    """Exactly the token ids the model sees for each text (before padding), with the tokens."""
+    texts = validated_texts(body, settings)
+    request.scope["state"]["texts"] = len(texts)
+    encoded = await encode(runtime, texts)
+    request.app.state.metrics.texts.labels(route="/tokenize").inc(len(texts))
+    return TokenizeResponse(
+        model=model_ref(runtime),
+        results=[
+            TokenizeResult(
+                ids=e.ids,
+                tokens=e.tokens,
+                length=len(e.ids),
+                truncated=e.truncated,
+                unknown_tokens=e.unknown_tokens,
+            )
+            for e in encoded
+        ],
+    )
+
+
+@router.get("/health/live", response_model=HealthResponse, tags=["health"])
+async def live() -> HealthResponse:
+    """The process is up and serving HTTP."""
+    return HealthResponse(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse}},
+    tags=["health"],
+)
+async def ready(manager: ManagerDep):
+    """200 once the bundle is loaded, verified and self-checked; 503 with the reason otherwise."""
+    if manager.shutting_down:
+        body = HealthResponse(status="not_ready", reason="shutting down")
+        return JSONResponse(body.model_dump(), status_code=503)
+    if manager.active is None:
+        body = HealthResponse(status="not_ready", reason=manager.not_ready_reason)
+        return JSONResponse(body.model_dump(), status_code=503)
+    return HealthResponse(status="ok", model=model_ref(manager.active))
+
+
+@router.get("/model", response_model=ModelSummary, tags=["model"])
+async def model_info(runtime: RuntimeDep) -> ModelSummary:
+    """The active model's manifest summary: name, version, metrics, limits, file hashes."""
+    return ModelSummary(**runtime.bundle.summary())
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    m = request.app.state.metrics
+    return Response(m.render(), media_type=m.content_type)
+
+
+def require_admin(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized()
+
+
+@router.post(
+    "/admin/model",
+    response_model=ModelSummary,
+    dependencies=[Depends(require_admin), *JSON_ONLY],
+    tags=["admin"],
+)
+async def activate_model(
+    body: ActivateModelRequest, manager: ManagerDep, settings: SettingsDep
+) -> ModelSummary:
+    """Verify and activate another bundle version without a restart (atomic swap)."""
+    path = _bundle_path(body, settings)
+    try:
+        runtime = await manager.activate(path)
+    except BundleError as exc:
+        raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
+    return ModelSummary(**runtime.bundle.summary())
+
+
+def _bundle_path(body: ActivateModelRequest, settings: Settings) -> Path:
+    if (body.version is None) == (body.path is None):
+        raise InvalidInput("give exactly one of 'version' or 'path'")
+    if body.path is not None:
+        return Path(body.path)
+    root = (settings.models_root / settings.model_name).resolve()
+    path = (root / body.version).resolve()
+    if path.parent != root:
+        raise InvalidInput(
+            "'version' must name a directory directly under the models root", field="version"
+        )
+    return path

@@ -1,0 +1,61 @@
+"""All service settings, read from the environment with the ``SENTIMENT_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore")
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = "info"
+    log_json: bool = True
+    drain_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: finish accepted work within")
+
+    # model
+    model_dir: Path | None = None  # None: newest version under models_root/model_name
+    models_root: Path = PROJECT_ROOT / "models"
+    model_name: str = "sentiment-lstm"
+    model_variant: Literal["float", "int8"] = "float"
+
+    # batching and inference (defaults chosen with bench/, see docs/performance.md)
+    max_batch_size: int = Field(64, ge=1, le=4096)
+    max_wait_ms: float = Field(2.0, ge=0, description="extra wait for company, only when busy")
+    queue_size: int = Field(2048, ge=1, description="texts waiting; beyond it: 503")
+    request_timeout_s: float = Field(10.0, gt=0)
+    inference_workers: int = Field(2, ge=1, le=64)
+    intra_op_threads: int = Field(1, ge=1, le=64)
+
+    # request limits
+    max_texts_per_request: int = Field(256, ge=1)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+    # security
+    admin_token: SecretStr | None = None  # enables POST /admin/model when set
+    cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def queue_holds_a_full_request(self) -> Settings:
+        if self.queue_size < self.max_texts_per_request:
+            raise ValueError(
+                f"queue_size ({self.queue_size}) must be >= max_texts_per_request "
+                f"({self.max_texts_per_request}), or the largest requests could never be queued"
+            )
+        return self
+
+    def resolved_model_dir(self) -> Path:
+        from service.bundle import find_latest_bundle
+
+        if self.model_dir is not None:
+            return self.model_dir
+        return find_latest_bundle(self.models_root, self.model_name)

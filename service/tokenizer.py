@@ -1,0 +1,172 @@
+"""The one tokenizer: training builds its vocabulary with it, the service encodes with it.
+
+It is a Hugging Face ``tokenizers`` WordLevel tokenizer saved as a standard
+``tokenizer.json`` inside the model bundle, so serving encodes exactly as training
+did and any language with a ``tokenizers`` binding can load it. Truncation is applied
+here, not inside ``tokenizer.json``, because the policy we use ("head+tail") is not one
+that ``tokenizers`` offers; it is recorded in the bundle manifest.
+
+Decisions (documented in docs/tokenizer.md):
+- ``<br />`` tags (IMDB's line breaks) become spaces.
+- Curly and back-tick apostrophes become ``'``; NFKD + accent stripping folds "café" to
+  "cafe" and compatibility forms (full-width letters, ligatures, non-breaking spaces) to
+  their plain equivalents; everything is lower-cased.
+- Words keep inner apostrophes ("don't", "isn't" stay one token: negation carries
+  sentiment); every other punctuation character is its own token ("!!" is two "!").
+- Id 0 is padding, id 1 is the unknown word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+PAD_ID = 0
+UNK_ID = 1
+TRUNCATION_POLICIES = ("head", "tail", "head+tail")
+
+# A word (letters/digits/underscore, with inner apostrophes) or one other non-space char.
+_TOKEN_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
+
+
+def _normalizer() -> normalizers.Normalizer:
+    return normalizers.Sequence(
+        [
+            normalizers.Replace(Regex(r"(?i)<\s*br\s*/?\s*>"), " "),
+            normalizers.Replace(Regex("[‘’`´]"), "'"),
+            normalizers.NFKD(),
+            normalizers.StripAccents(),
+            normalizers.Lowercase(),
+        ]
+    )
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    # invert=True keeps the matches (tokens) and drops everything between them (spaces).
+    return pre_tokenizers.Split(Regex(_TOKEN_PATTERN), behavior="removed", invert=True)
+
+
+def new_tokenizer(vocab: dict[str, int] | None = None) -> Tokenizer:
+    """An empty (or given-vocabulary) tokenizer with our normalisation rules."""
+    tokenizer = Tokenizer(WordLevel(vocab or {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}, UNK_TOKEN))
+    tokenizer.normalizer = _normalizer()
+    tokenizer.pre_tokenizer = _pre_tokenizer()
+    return tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Build the vocabulary from training texts: the most frequent tokens get ids 2, 3, ...
+
+    The special tokens are placed in the vocabulary by hand instead of through the
+    trainer: a trainer's special tokens become "added tokens" that match raw input, so a
+    review containing the text "[PAD]" would be encoded as padding and masked away.
+    """
+    words = new_tokenizer()
+    trainer = WordLevelTrainer(
+        vocab_size=max(1, vocab_size - 2),
+        min_frequency=min_frequency,
+        special_tokens=[],
+        show_progress=False,
+    )
+    words.train_from_iterator(texts, trainer=trainer)
+    by_frequency = sorted(words.get_vocab().items(), key=lambda item: item[1])
+    vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
+    for word, _ in by_frequency:
+        vocab.setdefault(word, len(vocab))
+    return new_tokenizer(vocab)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One text as the model sees it, before padding."""
+
+    ids: list[int]
+    tokens: list[str]
+    truncated: bool
+    original_length: int
+
+    @property
+    def unknown_tokens(self) -> int:
+        return sum(1 for i in self.ids if i == UNK_ID)
+
+
+def truncate(items: Sequence, max_length: int, policy: str) -> Sequence:
+    """Cut a token sequence to ``max_length`` by the bundle's policy.
+
+    ``head`` keeps the beginning, ``tail`` the end, ``head+tail`` the first quarter and
+    the last three quarters of the budget: reviews tend to open with context and close
+    with the verdict, and Sun et al. (2019) found head+tail the best cut for long reviews.
+    """
+    if len(items) <= max_length:
+        return items
+    if policy == "head":
+        return items[:max_length]
+    if policy == "tail":
+        return items[len(items) - max_length :]
+    if policy == "head+tail":
+        head = max_length // 4
+        return list(items[:head]) + list(items[len(items) - (max_length - head) :])
+    raise ValueError(f"unknown truncation policy {policy!r}; expected one of {TRUNCATION_POLICIES}")
+
+
+class TextEncoder:
+    """Tokenizer + truncation policy + padding: everything between a string and model input."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, truncation: str = "head+tail"):
+        if truncation not in TRUNCATION_POLICIES:
+            raise ValueError(f"unknown truncation policy {truncation!r}")
+        if max_length < 1:
+            raise ValueError("max_length must be at least 1")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.truncation = truncation
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_length: int, truncation: str) -> TextEncoder:
+        return cls(Tokenizer.from_file(str(path)), max_length, truncation)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+        """Encode texts (in parallel, in Rust) and truncate each to ``max_length``."""
+        out = []
+        for enc in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+            ids, tokens = enc.ids, enc.tokens
+            n = len(ids)
+            if n == 0:
+                # Text with no tokens at all (e.g. only combining marks): the model reads one
+                # unknown word, so every text has length >= 1 in training and serving alike.
+                ids, tokens = [UNK_ID], [UNK_TOKEN]
+            elif n > self.max_length:
+                ids = truncate(ids, self.max_length, self.truncation)
+                tokens = truncate(tokens, self.max_length, self.truncation)
+            out.append(Encoded(list(ids), list(tokens), n > self.max_length, n))
+        return out
+
+    def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.encode(texts)]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:
+    """Post-pad with ``PAD_ID`` into an int32 matrix (the model masks the padding).
+
+    Padding goes at the end because the exported LSTM reads ``sequence_lens``: real
+    tokens must come first. An empty sequence keeps one padding slot so shapes stay valid.
+    """
+    width = max(1, length or max((len(s) for s in sequences), default=1))
+    batch = np.full((len(sequences), width), PAD_ID, dtype=np.int32)
+    for row, seq in enumerate(sequences):
+        batch[row, : len(seq)] = seq[:width]
+    return batch

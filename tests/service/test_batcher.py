@@ -1,0 +1,284 @@
+"""Unit tests of the dynamic batcher with a fake predict function (no model here).
+
+Timing is never asserted: where a bound matters it is a logical one (a result arrives
+while another batch is provably still blocked, or well inside a 5 s wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+from svc_testkit import wait_until
+
+from service.batcher import Batcher
+from service.errors import InferenceFailed, Overloaded, ShuttingDown
+
+BLOCKER = 999  # a sequence of this length blocks its batch at the gate
+
+
+def seq(n: int) -> list[int]:
+    return [7] * n
+
+
+class FakePredict:
+    """Scores a sequence as len/1000 and records every batch (as lists of lengths)."""
+
+    def __init__(self, fail_if: Callable[[list[int]], bool] = lambda lengths: False):
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fail_if = fail_if
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: list[list[int]]) -> list[float]:
+        lengths = [len(ids) for ids in batch]
+        with self._lock:
+            self.batches.append(lengths)
+        if BLOCKER in lengths:
+            self.entered.set()
+            if not self.gate.wait(timeout=30):
+                raise RuntimeError("test gate never opened")
+        if self.fail_if(lengths):
+            raise ValueError("injected failure")
+        return [n / 1000 for n in lengths]
+
+    def all_lengths(self) -> list[int]:
+        return [n for batch in self.batches for n in batch]
+
+
+@pytest.fixture
+async def make_batcher():
+    made: list[tuple[Batcher, FakePredict]] = []
+
+    def make(predict=None, **kwargs) -> tuple[Batcher, FakePredict]:
+        predict = predict or FakePredict()
+        batcher = Batcher(predict, **kwargs)
+        batcher.start()
+        made.append((batcher, predict))
+        return batcher, predict
+
+    yield make
+    for batcher, predict in made:
+        if isinstance(predict, FakePredict):
+            predict.gate.set()  # never leave a worker thread waiting
+        await batcher.stop(timeout_s=10)
+
+
+async def block_worker(batcher: Batcher, fake: FakePredict) -> asyncio.Task:
+    """Occupy one worker with a batch that waits at the gate; returns its task."""
+    task = asyncio.create_task(batcher.submit([seq(BLOCKER)]))
+    await asyncio.to_thread(fake.entered.wait, 10)
+    assert fake.entered.is_set(), "the blocking batch never reached predict"
+    return task
+
+
+async def test_results_in_input_order(make_batcher):
+    batcher, _ = make_batcher()
+    assert await batcher.submit([seq(3), seq(1), seq(7), seq(2)]) == pytest.approx(
+        [0.003, 0.001, 0.007, 0.002]
+    )
+    assert await batcher.submit([]) == []
+
+
+async def test_concurrent_callers_each_get_their_own_results(make_batcher):
+    batcher, fake = make_batcher(max_batch_size=8, workers=1)
+    blocked = await block_worker(batcher, fake)
+    calls = [asyncio.create_task(batcher.submit([seq(n), seq(n + 100)])) for n in range(1, 21)]
+    await wait_until(lambda: batcher.queue_depth == 40)
+    fake.gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*calls), 10)
+    for n, result in zip(range(1, 21), results, strict=True):
+        assert result == pytest.approx([n / 1000, (n + 100) / 1000])
+    assert await blocked == pytest.approx([BLOCKER / 1000])
+
+
+async def test_size_cap(make_batcher):
+    batcher, fake = make_batcher(max_batch_size=4, workers=1)
+    blocked = await block_worker(batcher, fake)
+    singles = [asyncio.create_task(batcher.submit([seq(n)])) for n in range(1, 11)]
+    many = asyncio.create_task(batcher.submit([seq(n) for n in range(20, 33)]))
+    await wait_until(lambda: batcher.queue_depth == 23)
+    fake.gate.set()
+    await asyncio.wait_for(asyncio.gather(blocked, many, *singles), 10)
+    assert all(len(b) <= 4 for b in fake.batches), fake.batches
+    assert sorted(fake.all_lengths()) == sorted([BLOCKER, *range(1, 11), *range(20, 33)])
+    assert sum(1 for b in fake.batches if len(b) == 4) >= 5  # the cap was reached, not avoided
+
+
+async def test_no_wait_when_idle(make_batcher):
+    """A lone text on an idle batcher goes at once, even with a 5 s max_wait."""
+    batcher, fake = make_batcher(max_wait_s=5.0)
+    for _ in range(3):  # also when a previous batch has just finished
+        result = await asyncio.wait_for(batcher.submit([seq(4)]), timeout=2.5)
+        assert result == pytest.approx([0.004])
+    assert fake.batches == [[4], [4], [4]]
+
+
+async def test_deadline_while_busy(make_batcher):
+    """With one batch in flight, later texts wait for company at most max_wait, then go."""
+    batcher, fake = make_batcher(max_wait_s=0.5, max_batch_size=64, workers=2)
+    blocked = await block_worker(batcher, fake)
+    first = asyncio.create_task(batcher.submit([seq(5)]))
+    for _ in range(5):  # let the dispatcher take the second worker and start waiting
+        await asyncio.sleep(0)
+    second = asyncio.create_task(batcher.submit([seq(6)]))
+    # Both arrive while the blocking batch is still at the gate: only the deadline can
+    # have released them, and they went together as one batch.
+    results = await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+    assert results == [pytest.approx([0.005]), pytest.approx([0.006])]
+    assert not blocked.done()
+    assert fake.batches[1:] == [[5, 6]]
+    fake.gate.set()
+    await blocked
+
+
+async def test_full_batch_does_not_wait_for_the_deadline(make_batcher):
+    batcher, fake = make_batcher(max_wait_s=30.0, max_batch_size=3, workers=2)
+    blocked = await block_worker(batcher, fake)
+    calls = [asyncio.create_task(batcher.submit([seq(n)])) for n in (1, 2, 3)]
+    results = await asyncio.wait_for(asyncio.gather(*calls), timeout=10)  # far below 30 s
+    assert [r[0] for r in results] == pytest.approx([0.001, 0.002, 0.003])
+    assert fake.batches[1:] == [[1, 2, 3]]
+    fake.gate.set()
+    await blocked
+
+
+async def test_error_fans_out_to_its_batch_only(make_batcher):
+    fake = FakePredict(fail_if=lambda lengths: 13 in lengths)
+    batcher, _ = make_batcher(fake, max_batch_size=8, workers=1)
+    blocked = await block_worker(batcher, fake)
+    doomed = [asyncio.create_task(batcher.submit([seq(n)])) for n in (12, 13, 14)]
+    multi = asyncio.create_task(batcher.submit([seq(11), seq(15)]))
+    await wait_until(lambda: batcher.queue_depth == 5)
+    fake.gate.set()
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*doomed, multi, return_exceptions=True), timeout=10
+    )
+    assert fake.batches[1] == [12, 13, 14, 11, 15]
+    for outcome in outcomes:  # every caller in the failed batch gets the error
+        assert isinstance(outcome, InferenceFailed), outcome
+        assert outcome.status_code == 500 and outcome.code == "inference_failed"
+        assert "ValueError" in outcome.message
+    assert await blocked == pytest.approx([BLOCKER / 1000])  # earlier batch unaffected
+    # the batcher keeps running: later batches succeed
+    assert batcher.running
+    assert await asyncio.wait_for(batcher.submit([seq(2), seq(3)]), 10) == pytest.approx(
+        [0.002, 0.003]
+    )
+
+
+async def test_wrong_number_of_scores_is_a_failed_batch(make_batcher):
+    batcher, _ = make_batcher(lambda batch: [0.5])
+    with pytest.raises(InferenceFailed):
+        await asyncio.wait_for(batcher.submit([seq(1), seq(2)]), 10)
+    assert await asyncio.wait_for(batcher.submit([seq(1)]), 10) == [0.5]
+
+
+async def test_timed_out_request_is_never_computed(make_batcher):
+    batcher, fake = make_batcher(workers=1)
+    blocked = await block_worker(batcher, fake)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(batcher.submit([seq(41), seq(42)]), timeout=0.05)
+    survivor = asyncio.create_task(batcher.submit([seq(43)]))
+    await wait_until(lambda: batcher.queue_depth >= 1)
+    fake.gate.set()
+    assert await asyncio.wait_for(survivor, 10) == pytest.approx([0.043])
+    await blocked
+    assert 41 not in fake.all_lengths() and 42 not in fake.all_lengths()
+    assert batcher.queue_depth == 0
+
+
+async def test_cancelled_caller_is_dropped(make_batcher):
+    batcher, fake = make_batcher(workers=1)
+    blocked = await block_worker(batcher, fake)
+    gone = asyncio.create_task(batcher.submit([seq(51)]))
+    await wait_until(lambda: batcher.queue_depth == 1)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    fake.gate.set()
+    await blocked
+    assert await batcher.submit([seq(52)]) == pytest.approx([0.052])
+    assert 51 not in fake.all_lengths()
+
+
+async def test_bounded_queue_overloaded(make_batcher):
+    batcher, fake = make_batcher(queue_size=3, workers=1)
+    blocked = await block_worker(batcher, fake)  # in flight: not counted as queued
+    waiting = asyncio.create_task(batcher.submit([seq(1), seq(2), seq(3)]))
+    await wait_until(lambda: batcher.queue_depth == 3)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit([seq(4)])
+    assert info.value.retry_after_s >= 1
+    assert info.value.status_code == 503
+    assert int(info.value.headers["Retry-After"]) == info.value.retry_after_s
+    assert batcher.queue_depth == 3  # the refused text was not queued
+    fake.gate.set()
+    assert await asyncio.wait_for(waiting, 10) == pytest.approx([0.001, 0.002, 0.003])
+    await blocked
+    assert 4 not in fake.all_lengths()
+    assert await batcher.submit([seq(4)]) == pytest.approx([0.004])  # room again
+
+
+async def test_length_grouping(make_batcher):
+    """Over max_batch_size pending: the oldest text plus the nearest lengths go first."""
+    batcher, fake = make_batcher(max_batch_size=3, workers=1)
+    blocked = await block_worker(batcher, fake)
+    lengths = [10, 50, 11, 90, 9, 30, 48]
+    call = asyncio.create_task(batcher.submit([seq(n) for n in lengths]))
+    await wait_until(lambda: batcher.queue_depth == len(lengths))
+    fake.gate.set()
+    assert await asyncio.wait_for(call, 10) == pytest.approx([n / 1000 for n in lengths])
+    await blocked
+    # batch 1: the oldest (10) with 11 and 9; batch 2: the oldest left (50) with 48 and
+    # 30 (|30-50| < |90-50|); then 90 alone: no text waits forever.
+    assert fake.batches[1:] == [[10, 11, 9], [50, 30, 48], [90]]
+
+
+async def test_stop_drains_then_refuses(make_batcher):
+    batcher, fake = make_batcher(workers=1, max_batch_size=2)
+    blocked = await block_worker(batcher, fake)
+    accepted = [asyncio.create_task(batcher.submit([seq(n)])) for n in (1, 2, 3)]
+    await wait_until(lambda: batcher.queue_depth == 3)
+    stopping = asyncio.create_task(batcher.stop(timeout_s=10))
+    await asyncio.sleep(0)  # stop() has begun: new work is refused at once
+    with pytest.raises(ShuttingDown):
+        await batcher.submit([seq(4)])
+    fake.gate.set()
+    await asyncio.wait_for(stopping, 15)
+    results = await asyncio.gather(blocked, *accepted)
+    assert [r[0] for r in results] == pytest.approx([BLOCKER / 1000, 0.001, 0.002, 0.003])
+    assert not batcher.running
+    with pytest.raises(ShuttingDown):
+        await batcher.submit([seq(5)])
+    assert 4 not in fake.all_lengths() and 5 not in fake.all_lengths()
+
+
+async def test_submit_before_start_is_refused():
+    batcher = Batcher(FakePredict())
+    with pytest.raises(ShuttingDown):
+        await batcher.submit([seq(1)])
+    await batcher.stop()
+
+
+async def test_observer_sees_batches(make_batcher):
+    seen: dict[str, list] = {"done": [], "depth": [], "wait": []}
+
+    class Observer:
+        def batch_done(self, size, seconds, padding_ratio):
+            seen["done"].append((size, padding_ratio))
+
+        def queue_wait(self, seconds):
+            seen["wait"].append(seconds)
+
+        def queue_depth(self, depth):
+            seen["depth"].append(depth)
+
+    batcher, _ = make_batcher(observer=Observer())
+    await batcher.submit([seq(2), seq(4)])
+    assert seen["done"] == [(2, pytest.approx(0.25))]  # 6 real of 8 slots: 25 % padding
+    assert len(seen["wait"]) == 2 and all(w >= 0 for w in seen["wait"])
+    assert seen["depth"][0] == 2

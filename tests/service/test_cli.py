@@ -1,0 +1,283 @@
+"""``sentiment-serve`` and its settings; plus the few checks that need a real HTTP server.
+
+The server tests start uvicorn through the CLI in a subprocess on 127.0.0.1 with a free
+port, with timeouts everywhere, and always kill it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from svc_testkit import free_port
+
+import service.app
+import service.cli
+from service.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+PROJECT_ROOT = HERE.parents[1]
+CLI = Path(sys.executable).parent / "sentiment-serve"
+STARTUP_TIMEOUT_S = 60
+
+
+# -- the CLI and settings (no server) ------------------------------------------------------
+def test_help_in_process(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        service.cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--host", "--port", "--model-dir", "SENTIMENT_PORT", "SENTIMENT_MODEL_DIR"):
+        assert flag in out
+
+
+def test_console_script_help():
+    assert CLI.exists(), f"{CLI} not installed (pip install -e .)"
+    result = subprocess.run(
+        [str(CLI), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sentiment-serve" in result.stdout
+    assert "--port" in result.stdout
+
+
+def test_settings_read_the_environment(monkeypatch, tmp_path):
+    env = {
+        "SENTIMENT_HOST": "0.0.0.0",
+        "SENTIMENT_PORT": "9123",
+        "SENTIMENT_LOG_JSON": "false",
+        "SENTIMENT_MODEL_DIR": str(tmp_path),
+        "SENTIMENT_MODEL_VARIANT": "int8",
+        "SENTIMENT_MAX_BATCH_SIZE": "32",
+        "SENTIMENT_MAX_WAIT_MS": "5.5",
+        "SENTIMENT_QUEUE_SIZE": "100",
+        "SENTIMENT_REQUEST_TIMEOUT_S": "2.5",
+        "SENTIMENT_INFERENCE_WORKERS": "3",
+        "SENTIMENT_MAX_TEXTS_PER_REQUEST": "8",
+        "SENTIMENT_MAX_TEXT_CHARS": "1000",
+        "SENTIMENT_MAX_BODY_BYTES": "65536",
+        "SENTIMENT_ADMIN_TOKEN": "s3cret",
+        "SENTIMENT_CORS_ORIGINS": '["https://a.example"]',
+        "SENTIMENT_DRAIN_TIMEOUT_S": "7",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = Settings()
+    assert (s.host, s.port, s.log_json) == ("0.0.0.0", 9123, False)
+    assert s.model_dir == tmp_path
+    assert s.resolved_model_dir() == tmp_path
+    assert s.model_variant == "int8"
+    assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 5.5, 100)
+    assert (s.request_timeout_s, s.inference_workers) == (2.5, 3)
+    assert (s.max_texts_per_request, s.max_text_chars, s.max_body_bytes) == (8, 1000, 65536)
+    assert s.admin_token is not None and s.admin_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)
+    assert s.cors_origins == ["https://a.example"]
+    assert s.drain_timeout_s == 7.0
+
+
+def test_settings_defaults_without_environment():
+    s = Settings()
+    assert s.port == 8000 and s.host == "127.0.0.1"
+    assert s.admin_token is None
+    assert s.model_dir is None
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("SENTIMENT_PORT", "0"),
+        ("SENTIMENT_PORT", "http"),
+        ("SENTIMENT_MODEL_VARIANT", "fp16"),
+        ("SENTIMENT_MAX_BATCH_SIZE", "0"),
+        ("SENTIMENT_REQUEST_TIMEOUT_S", "0"),
+        ("SENTIMENT_MAX_BODY_BYTES", "10"),
+    ],
+)
+def test_invalid_environment_is_refused(monkeypatch, key, value):
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_flags_override_the_environment(monkeypatch, bundle_dir):
+    monkeypatch.setenv("SENTIMENT_PORT", "1234")
+    monkeypatch.setenv("SENTIMENT_HOST", "0.0.0.0")
+    monkeypatch.setenv("SENTIMENT_DRAIN_TIMEOUT_S", "7")
+    calls = []
+    monkeypatch.setattr(service.cli.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(service.app, "configure_logging", lambda *a, **kw: None)
+    service.cli.main(["--port", "9999", "--model-dir", str(bundle_dir)])
+    ((app, kwargs),) = calls
+    assert kwargs["port"] == 9999  # the flag wins over SENTIMENT_PORT
+    assert kwargs["host"] == "0.0.0.0"  # unflagged: from the environment
+    assert kwargs["timeout_graceful_shutdown"] == 7.0
+    assert app.state.settings.model_dir == bundle_dir
+    assert app.state.settings.port == 9999
+
+
+# -- a real server -------------------------------------------------------------------------
+class Server:
+    def __init__(self, tmp_path: Path, **env: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.gate = tmp_path / "gate"
+        self.entered = tmp_path / "entered"
+        self.log_path = tmp_path / "server.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")},
+            "SVC_TEST_GATE": str(self.gate),
+            "SVC_TEST_ENTERED": str(self.entered),
+            "SENTIMENT_LOG_JSON": "true",
+            "SENTIMENT_DRAIN_TIMEOUT_S": "20",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "serve_with_gate.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited early:\n{self.output()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/health/ready", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready within {STARTUP_TIMEOUT_S} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.gate.unlink(missing_ok=True)
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[Server]:
+    srv = Server(tmp_path)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def raw_http(port: int, request: bytes, timeout_s: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_server_serves_and_logs_json_lines(server, manifest):
+    response = httpx.post(
+        f"{server.base}/predict",
+        json={"texts": ["a wonderful film", "a dreadful film"]},
+        headers={"X-Request-ID": "cli-test-1"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "cli-test-1"
+    assert response.json()["model"]["version"] == manifest["version"]
+    assert "server" not in response.headers  # server_header=False
+    deadline = time.monotonic() + 10
+    while "cli-test-1" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [json.loads(line) for line in server.output().splitlines() if "cli-test-1" in line]
+    assert lines, server.output()
+    access = lines[0]
+    assert access["msg"] == "request"
+    assert (access["path"], access["status"], access["texts"]) == ("/predict", 200, 2)
+    assert access["method"] == "POST"
+
+
+def test_declared_oversized_body_gets_413_before_it_is_sent(server):
+    """The server answers 413 from the headers alone: the 50 MB body is never sent."""
+    head = (
+        b"POST /predict HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: 50000000\r\n"
+        b"\r\n"
+        b'{"text": "'
+    )
+    reply = raw_http(server.port, head)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"payload_too_large" in reply
+    assert b"connection: close" in reply.lower()
+    # the server is fine afterwards
+    assert httpx.get(f"{server.base}/health/ready", timeout=10).status_code == 200
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(server):
+    server.gate.touch()  # the next inference call waits at the gate
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            result["response"] = httpx.post(
+                f"{server.base}/predict", json={"text": "held in flight"}, timeout=60
+            )
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    client = threading.Thread(target=call)
+    client.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.entered.exists():
+            assert time.monotonic() < deadline, "the request never reached inference"
+            time.sleep(0.01)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # (not a timing assertion) give uvicorn a moment to begin shutdown
+        assert server.process.poll() is None, "exited with a request still in flight"
+    finally:
+        server.gate.unlink(missing_ok=True)  # let the held request finish
+        client.join(timeout=60)
+    assert "error" not in result, result.get("error")
+    assert result["response"].status_code == 200, result["response"].text
+    # uvicorn re-raises SIGTERM once shut down, so the exit status is "killed by SIGTERM"
+    # (143 in a container), after a complete, clean shutdown:
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.output()
+    assert "Application shutdown complete" in server.output()
+    assert '"level": "error"' not in server.output(), server.output()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.base}/health/live", timeout=2)
+
+
+def test_queue_must_hold_the_largest_request():
+    with pytest.raises(ValueError, match="queue_size"):
+        Settings(queue_size=10, max_texts_per_request=11)

@@ -1,0 +1,97 @@
+"""The Keras model: Embedding → (Bi)LSTM/GRU/SimpleRNN → [pooling] → Dense(1, sigmoid)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import ops
+
+CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
+POOLINGS = ("last", "last+mean+max")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    embedding_dim: int
+    units: int
+    cell: str = "lstm"
+    bidirectional: bool = True
+    embedding_dropout: float = 0.0
+    dropout: float = 0.0
+    # "last": the final hidden state(s). "last+mean+max": also the mean and max of the
+    # per-token outputs over the real (unpadded) tokens, which helps on long reviews.
+    pooling: str = "last"
+
+    @classmethod
+    def from_training_config(cls, config: dict, vocab_size: int) -> ModelConfig:
+        """The model part of a training config (``config.json``); vocab size as built."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
+        return cls(vocab_size=vocab_size, **{k: v for k, v in config.items() if k in names})
+
+
+def load_trained_model(bundle_dir: Path) -> keras.Model:
+    """Rebuild a bundle's Keras model from its config.json and keras.weights.h5."""
+    config = json.loads((bundle_dir / "config.json").read_text())
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    model = build_model(ModelConfig.from_training_config(config, manifest["input"]["vocab_size"]))
+    model.load_weights(bundle_dir / "keras.weights.h5")
+    return model
+
+
+@keras.saving.register_keras_serializable("sentiment")
+class MaskedPooling(keras.layers.Layer):
+    """Mean and max over time of the RNN outputs, counting only real tokens (id != 0).
+
+    The mask comes from the token ids, not from Keras' implicit mask, so the same ops
+    appear in the ONNX graph and padded steps never matter, whatever they hold.
+    """
+
+    def call(self, sequence, input_ids):
+        real = ops.expand_dims(ops.cast(ops.greater(input_ids, 0), sequence.dtype), -1)
+        mean = ops.sum(sequence * real, axis=1) / ops.maximum(ops.sum(real, axis=1), 1.0)
+        maximum = ops.max(sequence * real + (real - 1.0) * 1e4, axis=1)
+        return ops.concatenate([mean, maximum], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def build_model(cfg: ModelConfig, export_twin: bool = False) -> keras.Model:
+    """The training model, or its export twin (``export_twin=True``).
+
+    The twin has the same layers and weights but no Keras mask. tf2onnx turns its
+    recurrent layer into one fused ONNX ``LSTM`` node, and training/export.py then wires
+    the real lengths into the node's ``sequence_lens``, which masks exactly as Keras did.
+    Both models read the final states from ``return_state``, which maps to ``Y_h``.
+    """
+    if cfg.cell not in CELLS:
+        raise ValueError(f"unknown cell {cfg.cell!r}; expected one of {sorted(CELLS)}")
+    if cfg.pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {cfg.pooling!r}; expected one of {POOLINGS}")
+    pooled = cfg.pooling != "last"
+    ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
+    x = keras.layers.Embedding(
+        cfg.vocab_size, cfg.embedding_dim, mask_zero=not export_twin, name="embedding"
+    )(ids)
+    if cfg.embedding_dropout:
+        # Drops whole embedding channels: regularises the large embedding table.
+        x = keras.layers.SpatialDropout1D(cfg.embedding_dropout, name="embedding_dropout")(x)
+    rnn = CELLS[cfg.cell](cfg.units, name=cfg.cell, return_state=True, return_sequences=pooled)
+    if cfg.bidirectional:
+        rnn = keras.layers.Bidirectional(rnn, name=f"bi_{cfg.cell}")
+    outputs = rnn(x)
+    # Outputs: [sequence-or-last, *forward_states, *backward_states]; an LSTM has two
+    # states per direction (h, c), GRU/SimpleRNN one (h).
+    states = 2 if cfg.cell == "lstm" else 1
+    finals = [outputs[1], outputs[1 + states]] if cfg.bidirectional else [outputs[1]]
+    features = finals + ([MaskedPooling(name="pooling")(outputs[0], ids)] if pooled else [])
+    x = keras.layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    score = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
+    return keras.Model(ids, score, name="sentiment_rnn")
