@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import shutil
@@ -39,26 +40,27 @@ def run_load(
     *,
     concurrency: int,
     duration_s: float,
+    warmup_s: float = 0.0,
     timeout_s: float = 30.0,
     generator: str = "wrk",
     cpus: str | None = None,
     max_requests: int = 0,
 ) -> dict:
-    """Drive ``url`` + /predict for ``duration_s``; counts, latency (ms) and generator CPU."""
-    if generator == "wrk":
-        command = [
+    """Drive ``url`` + /predict; counts, latency (ms) and generator CPU of the timed part.
+
+    wrk: a separate, discarded warm-up run, then the timed run. async: one continuous run
+    that counts only the requests completed after ``warmup_s`` (no ramp in the window).
+    """
+    if generator == "wrk" and warmup_s > 0:
+        _run(
+            _wrk_command(url, payloads, concurrency, warmup_s, timeout_s),
             "wrk",
-            "-t1",
-            f"-c{concurrency}",
-            f"-d{max(1, round(duration_s))}s",
-            f"--timeout={int(timeout_s)}s",
-            "-s",
-            str(LUA_SCRIPT),
-            url,
-            "--",
-            str(payloads),
-            "/predict",
-        ]
+            cpus,
+            warmup_s,
+            timeout_s,
+        )
+    if generator == "wrk":
+        command = _wrk_command(url, payloads, concurrency, duration_s, timeout_s)
     else:
         command = [
             sys.executable,
@@ -68,15 +70,41 @@ def run_load(
             str(payloads),
             f"--concurrency={concurrency}",
             f"--duration={duration_s}",
+            f"--warmup={warmup_s}",
             f"--timeout={timeout_s}",
             f"--max-requests={max_requests}",
         ]
+        duration_s += warmup_s
+    return _run(command, generator, cpus, duration_s, timeout_s)
+
+
+def _wrk_command(
+    url: str, payloads: Path, concurrency: int, duration_s: float, timeout_s: float
+) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={int(timeout_s)}s",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+        "--",
+        str(payloads),
+        "/predict",
+    ]
+
+
+def _run(
+    command: list[str], generator: str, cpus: str | None, seconds: float, timeout_s: float
+) -> dict:
     before = _children_cpu()
     done = subprocess.run(
         taskset(cpus) + command,
         capture_output=True,
         text=True,
-        timeout=duration_s + timeout_s + 30,  # never hangs the harness
+        timeout=seconds + timeout_s + 30,  # never hangs the harness
         cwd=Path(__file__).resolve().parents[1],
     )
     generator_cpu = _children_cpu() - before
@@ -110,7 +138,13 @@ def _summarise(raw: dict, generator: str, generator_cpu: float) -> dict:
 
 # -- the async fallback client (its own process) -------------------------------------------
 async def _drive(
-    url: str, bodies: list[bytes], concurrency: int, duration_s: float, timeout_s: float, cap: int
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    timeout_s: float,
+    cap: int,
 ) -> dict:
     import httpx
     import numpy as np
@@ -120,8 +154,12 @@ async def _drive(
     cursor = 0
     headers = {"content-type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    started = time.perf_counter()
-    deadline = started + duration_s
+    window_start = time.perf_counter() + warmup_s
+    deadline = window_start + duration_s
+
+    def count(key: str) -> None:
+        if time.perf_counter() >= window_start:  # warm-up completions are not counted
+            counts[key] += 1
 
     async def one_connection(client: httpx.AsyncClient) -> None:
         nonlocal cursor
@@ -132,19 +170,27 @@ async def _drive(
             try:
                 response = await client.post(url, content=body, headers=headers)
             except httpx.TimeoutException:
-                counts["timeouts"] += 1
+                count("timeouts")
                 continue
             except httpx.HTTPError:
-                counts["read_errors"] += 1
+                count("read_errors")
                 continue
-            latencies.append(time.perf_counter() - t0)
-            counts["requests"] += 1
+            done = time.perf_counter()
+            if done < window_start or done > deadline:
+                continue  # closed loop like wrk: answers after the deadline are not counted
+            latencies.append(done - t0)
+            count("requests")
             if response.status_code >= 400:
-                counts["status_errors"] += 1
+                count("status_errors")
 
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
-        await asyncio.gather(*(one_connection(client) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+        # Requests still in flight a second after the deadline are abandoned, like wrk's.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(one_connection(client) for _ in range(concurrency))),
+                warmup_s + duration_s + 1.0,
+            )
+    elapsed = min(time.perf_counter(), deadline) - window_start
     lat = np.array(latencies or [0.0]) * 1e6
     return {
         **counts,
@@ -166,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("payloads", type=Path)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=0.0, help="uncounted seconds first")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--max-requests", type=int, default=0, help="0: no cap")
     args = parser.parse_args(argv)
@@ -177,7 +224,15 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
     raw = runner(
-        _drive(args.url, bodies, args.concurrency, args.duration, args.timeout, args.max_requests)
+        _drive(
+            args.url,
+            bodies,
+            args.concurrency,
+            args.duration,
+            args.warmup,
+            args.timeout,
+            args.max_requests,
+        )
     )
     print("WRKJSON " + json.dumps(raw), flush=True)
 

@@ -74,7 +74,9 @@ def main() -> None:
                 "texts_per_s": round(texts_per_second(bundle, texts), 1),
             }
         )
-    print("| bundle | model | test acc | AUC | val acc | non-IMDB acc | best epoch | fit s | texts/s |")
+    print(
+        "| bundle | model | test acc | AUC | val acc | non-IMDB acc | best epoch | fit s | texts/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         model = (

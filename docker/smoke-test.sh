@@ -370,7 +370,7 @@ else
   # shellcheck disable=SC2086  # TRAIN_ARGS is a list of flags
   SENTIMENT_DATA_DIR=$(cd "$DATA_DIR" && pwd) SENTIMENT_DATA_FILE=$DATA_FILE \
   SENTIMENT_MODELS_HOST_DIR=$TMP/models \
-    compose --profile train run --rm train $TRAIN_ARGS --version "$SMOKE_VERSION"
+    compose --profile train run --rm -T train $TRAIN_ARGS --version "$SMOKE_VERSION"
   TRAIN_RUN_S=$((SECONDS - t0))
   NEW_BUNDLE=$TMP/models/sentiment-lstm/$SMOKE_VERSION
   step "checking the new bundle"

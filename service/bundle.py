@@ -90,12 +90,16 @@ def sha256_file(path: Path) -> str:
 
 
 def find_latest_bundle(models_root: Path, name: str = "sentiment-lstm") -> Path:
-    """The newest complete version directory (versions sort by their timestamp names)."""
+    """The newest complete version directory (versions sort by their timestamp names).
+
+    ``*.partial`` directories are training jobs still writing; they are never served.
+    """
     base = models_root / name
-    versions = (
-        sorted(p for p in base.glob("*") if p.is_dir() and (p / "manifest.json").is_file())
-        if base.is_dir()
-        else []
+    candidates = base.glob("*") if base.is_dir() else []
+    versions = sorted(
+        p
+        for p in candidates
+        if p.is_dir() and not p.name.endswith(".partial") and (p / "manifest.json").is_file()
     )
     if not versions:
         raise BundleError(f"no model bundle under {base} (expected {base}/<version>/manifest.json)")

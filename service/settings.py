@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     # security
     admin_token: SecretStr | None = None  # enables POST /admin/model when set
     cors_origins: list[str] = []
+
+    @field_validator("model_dir", mode="before")
+    @classmethod
+    def empty_means_default(cls, value: object) -> object:
+        # SENTIMENT_MODEL_DIR= (set but empty, as compose files often pass it) is "unset",
+        # not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def queue_holds_a_full_request(self) -> Settings:
