@@ -48,17 +48,12 @@ def run_load(
 ) -> dict:
     """Drive ``url`` + /predict; counts, latency (ms) and generator CPU of the timed part.
 
-    wrk: a separate, discarded warm-up run, then the timed run. async: one continuous run
-    that counts only the requests completed after ``warmup_s`` (no ramp in the window).
+    ``warmup_s`` (async only): one continuous run that counts only the requests completed
+    after it, so a slow server's ramp (all connections waiting for their first answer)
+    stays out of the window. For wrk, run a separate warm-up first.
     """
     if generator == "wrk" and warmup_s > 0:
-        _run(
-            _wrk_command(url, payloads, concurrency, warmup_s, timeout_s),
-            "wrk",
-            cpus,
-            warmup_s,
-            timeout_s,
-        )
+        raise ValueError("wrk has no in-run warm-up; run a separate warm-up first")
     if generator == "wrk":
         command = _wrk_command(url, payloads, concurrency, duration_s, timeout_s)
     else:
@@ -74,8 +69,12 @@ def run_load(
             f"--timeout={timeout_s}",
             f"--max-requests={max_requests}",
         ]
-        duration_s += warmup_s
-    return _run(command, generator, cpus, duration_s, timeout_s)
+    result = _run(command, generator, cpus, duration_s + warmup_s, timeout_s)
+    # The generator's CPU over the whole run, prorated to the counted window.
+    result["generator_cpu_s"] = round(
+        result["generator_cpu_s"] * duration_s / (duration_s + warmup_s), 3
+    )
+    return result
 
 
 def _wrk_command(

@@ -196,7 +196,8 @@ def markdown(result: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, Linux {m['kernel']}, "
         f"Python {m['python']}, onnxruntime {m['libraries']['onnxruntime']}; machine was {quiet}.",
         f"Load: {s['generator']}, closed loop, {s['duration_s']:g} s per run after {s['warmup_s']:g} s "
-        f"warm-up ((a): {s['seed_duration_s']:g} s); pinning: {s['pin']}.",
+        f"warm-up; (a): {s['seed_generator']} client, {s['seed_duration_s']:g} s counted after "
+        f"{s['seed_warmup_s']:g} s in the same run; pinning: {s['pin']}.",
         "",
         "Systems:",
         *[

@@ -21,7 +21,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,16 +50,19 @@ class Mode:
     reviews: int  # distinct reviews sampled from the IMDB test set
     duration_s: float  # timed seconds per (system, workload)
     warmup_s: float  # untimed load before each timed run
-    seed_duration_s: float  # (a) is slow: a smaller budget keeps the run bounded
+    # (a) answers a few requests a second: its own client window, warm-up included in the
+    # run (at concurrency 64 the first answers take seconds), and a bounded budget.
+    seed_duration_s: float
+    seed_warmup_s: float
     ceiling_budget_s: float  # timed seconds per (d) configuration
     ceiling_grid: tuple[str, str, str]  # intra-op threads, batch sizes, calling threads
     systems: str
 
 
 MODES = {
-    "full": Mode(2000, 15, 3, 8, 3.0, ("1,2", "32,64,128", "1,2"), "a,b,c,d,e"),
-    "quick": Mode(1000, 4, 1, 3, 0.8, ("1,2", "32,64,128", "1,2"), "a,b,c,d,e"),
-    "smoke": Mode(128, 1, 0, 1, 0.3, ("1", "64", "1"), "b,c,d,e"),
+    "full": Mode(2000, 15, 3, 25, 8, 3.0, ("1,2", "32,64,128", "1,2"), "a,b,c,d,e"),
+    "quick": Mode(1000, 4, 1, 8, 4, 0.8, ("1,2", "32,64,128", "1,2"), "a,b,c,d,e"),
+    "smoke": Mode(128, 1, 0, 1, 0, 0.3, ("1", "64", "1"), "b,c,d,e"),
 }
 
 LABELS = {
@@ -88,14 +93,12 @@ def parse_variant(spec: str) -> System:
         key, _, value = item.partition("=")
         key = key.strip()
         if key == "uvicorn_workers":
-            workers = int(value)
+            workers = int(value) if int(value) > 1 else 0  # 1: sentiment-serve itself
         else:
             env[key if key.startswith("SENTIMENT_") else "SENTIMENT_" + key.upper()] = value
-    label = "this service, " + ", ".join(
-        f"{k.removeprefix('SENTIMENT_')}={v}" for k, v in env.items()
-    )
-    if workers:
-        label += f", uvicorn workers={workers}"
+    parts = [f"{k.removeprefix('SENTIMENT_').lower()}={v}" for k, v in env.items()]
+    parts += [f"uvicorn_workers={workers}"] if workers else []
+    label = "this service, " + (", ".join(parts) or "default settings")
     return System(f"c-{name}", label, env, workers)
 
 
@@ -160,7 +163,12 @@ def server_for(system: System, bundle_dir: Path, logs: Path, cpus: str | None) -
 
 
 def prime(server: Server, payloads: dict[str, Path], timeout_s: float = 120.0) -> None:
-    """A couple of requests of each shape, untimed: first-call costs are not the workload's."""
+    """A couple of requests of each shape, untimed: first-call costs are not the workload's.
+
+    A 503 is retried for a while: with several uvicorn workers, the one that answered
+    /health/ready may not be the one that gets the next request.
+    """
+    deadline = time.monotonic() + timeout_s
     for path in payloads.values():
         for body in path.read_text().split("\n")[:2]:
             request = urllib.request.Request(
@@ -168,8 +176,15 @@ def prime(server: Server, payloads: dict[str, Path], timeout_s: float = 120.0) -
                 data=body.encode(),
                 headers={"content-type": "application/json"},
             )
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                response.read()
+            while True:
+                try:
+                    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                        response.read()
+                    break
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 503 or time.monotonic() > deadline:
+                        raise RuntimeError(f"{server.name}: priming got {exc.code}") from exc
+                    time.sleep(0.1)
 
 
 def wait_idle(server: Server, max_s: float = 60.0, step_s: float = 0.25) -> float:
@@ -189,23 +204,38 @@ def measure_http(
     system: System, server: Server, workloads: list[Workload], payloads: dict, opts: dict
 ) -> list[dict]:
     rows = []
-    duration = opts["seed_duration_s"] if system.key == "a" else opts["duration_s"]
+    slow = system.key == "a"
+    generator = opts["seed_generator"] if slow else opts["generator"]
+    duration = opts["seed_duration_s"] if slow else opts["duration_s"]
+    warmup = opts["seed_warmup_s"] if slow else opts["warmup_s"]
     for w in workloads:
         load = {
             "concurrency": w.concurrency,
-            "generator": opts["generator"],
+            "generator": generator,
             "cpus": opts["generator_cpus"],
         }
-        if opts["warmup_s"] > 0:
-            run_load(server.url, payloads[w.kind], duration_s=opts["warmup_s"], **load)
-        # Requests the generator gave up on may still be computing: start from an idle server.
+        if generator == "wrk" and warmup > 0:
+            run_load(server.url, payloads[w.kind], duration_s=warmup, **load)
+            warmup_in_run = 0.0
+        else:
+            warmup_in_run = warmup  # the async client's own warm-up window
+        # Requests a generator gave up on may still be computing: start from an idle server.
         wait_idle(server)
-        pids = server.pids()
-        reset_peak_rss(pids)
-        cpu0, busy0, loadavg = cpu_seconds(pids), busy_cpu_seconds(), os.getloadavg()[0]
-        result = run_load(server.url, payloads[w.kind], duration_s=duration, **load)
-        server_cpu = cpu_seconds(server.pids()) - cpu0
-        busy = busy_cpu_seconds() - busy0
+        reset_peak_rss(server.pids())
+        start: dict = {}  # CPU counters when the counted window opens
+
+        def read_start(start: dict = start) -> None:
+            start |= {"cpu": cpu_seconds(server.pids()), "busy": busy_cpu_seconds()}
+            start["loadavg"] = os.getloadavg()[0]
+
+        timer = threading.Timer(warmup_in_run, read_start)
+        timer.start()
+        result = run_load(
+            server.url, payloads[w.kind], duration_s=duration, warmup_s=warmup_in_run, **load
+        )
+        timer.join()
+        server_cpu = cpu_seconds(server.pids()) - start["cpu"]
+        busy = busy_cpu_seconds() - start["busy"]
         rows.append(
             report.http_row(
                 system.key,
@@ -214,7 +244,7 @@ def measure_http(
                 server_cpu_s=server_cpu,
                 peak_rss_mb=peak_rss_mb(server.pids()),
                 other_cpu_s=max(0.0, busy - server_cpu - result["generator_cpu_s"]),
-                loadavg=loadavg,
+                loadavg=start["loadavg"],
             )
         )
         print(report.progress_line(rows[-1]), flush=True)
@@ -327,7 +357,11 @@ def options(args: argparse.Namespace, mode: Mode, logs: Path) -> dict:
     duration = args.duration if args.duration is not None else mode.duration_s
     return {
         "duration_s": duration,
-        "seed_duration_s": min(duration, mode.seed_duration_s),
+        "seed_duration_s": min(duration, mode.seed_duration_s)
+        if args.duration is not None
+        else mode.seed_duration_s,
+        "seed_warmup_s": mode.seed_warmup_s,
+        "seed_generator": "async",
         "warmup_s": args.warmup if args.warmup is not None else mode.warmup_s,
         "ceiling_budget_s": mode.ceiling_budget_s,
         "ceiling_grid": mode.ceiling_grid,

@@ -20,10 +20,14 @@ from service.logs import configure_logging
 from service.metrics import Metrics
 from service.routes import router
 from service.runtime import ModelManager
+from service.schemas import ErrorResponse
 from service.settings import Settings
 
 log = logging.getLogger("service.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A 4 MB body of wrong values can hold a million errors; the answer names the first few.
+MAX_ERROR_DETAILS = 10
+_MAX_FIELD_CHARS = 200
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
@@ -45,11 +49,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         version="1.0",
         summary="IMDB-trained LSTM sentiment classifier served with onnxruntime and dynamic batching.",
         lifespan=lifespan,
-        responses={
-            413: {"description": "Body too large"},
-            422: {"description": "Invalid input (names the field and index)"},
-            503: {"description": "Not ready or overloaded (with Retry-After)"},
-        },
+        # Any route (the body limit applies before routing); per-route errors: routes.py.
+        responses={413: {"model": ErrorResponse, "description": "Body too large"}},
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -76,11 +77,35 @@ def _route_paths(app: FastAPI) -> set[str]:
 def error_response(
     request: Request, status: int, code: str, message: str, details=None, headers=None
 ) -> JSONResponse:
+    details = [
+        {"field": _printable(d["field"]), "message": _printable(d["message"])}
+        for d in details or []
+    ]
     body = {
-        "error": {"code": code, "message": message, "details": details or []},
+        "error": {"code": code, "message": _printable(message), "details": details},
         "request_id": request.scope.get("state", {}).get("request_id"),
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _printable(text: str | None) -> str | None:
+    """Messages may quote client input: lone surrogates must not break the UTF-8 answer."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _body_parse_error(cause: BaseException | None) -> str | None:
+    """What FastAPI's bare 400 "error parsing the body" was about, for the clients."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body is not valid JSON: not UTF-8 text (byte {cause.start}: {cause.reason})"
+    if isinstance(cause, RecursionError):
+        return "body is not valid JSON here: arrays or objects nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "body is not valid JSON here: a number with too many digits"
+    if isinstance(cause, ValueError):
+        return f"body is not valid JSON ({type(cause).__name__})"
+    return None
 
 
 def _field_name(loc: tuple) -> str | None:
@@ -90,6 +115,8 @@ def _field_name(loc: tuple) -> str | None:
     name = ""
     for p in parts:
         name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    if len(name) > _MAX_FIELD_CHARS:  # an unknown key is the client's own, of any length
+        name = name[:_MAX_FIELD_CHARS] + "…"
     return name
 
 
@@ -101,8 +128,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
         details = []
-        for err in exc.errors():
+        for err in errors[:MAX_ERROR_DETAILS]:
             loc = tuple(err.get("loc", ()))
             if err.get("type") == "json_invalid":
                 details.append(
@@ -117,10 +145,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(
             f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details
         )
+        if len(errors) > MAX_ERROR_DETAILS:
+            summary += f"; and {len(errors) - MAX_ERROR_DETAILS} more errors"
         return error_response(request, 422, "invalid_input", summary or "invalid request", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and (message := _body_parse_error(exc.__cause__)):
+            # Invalid UTF-8, nesting beyond the parser's depth, 5000-digit integers: the
+            # same answer as any other body that is not JSON.
+            details = [{"field": None, "message": message}]
+            return error_response(request, 422, "invalid_input", message, details)
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )

@@ -141,9 +141,14 @@ def verify_files(bundle_dir: Path, manifest: dict) -> None:
 
 def load_bundle(bundle_dir: Path, *, variant: str = "float", intra_op_threads: int = 1) -> Bundle:
     """Verify and open a bundle, then re-score its reference texts (the self-check)."""
-    bundle_dir = bundle_dir.resolve()
+    try:
+        bundle_dir = bundle_dir.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # too long, symlink loop, NUL byte
+        raise BundleError(f"{bundle_dir}: not a usable path ({type(exc).__name__})") from exc
     try:
         return _load_bundle(bundle_dir, variant, intra_op_threads)
+    except OSError as exc:  # unreadable file, name too long, a directory where a file should be
+        raise BundleError(f"{bundle_dir}: cannot read the bundle ({exc})") from exc
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # manifest.json is not covered by the hashes: a malformed one must be refused
         # like any other bad bundle (not-ready / 422), never crash startup or a swap.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from service.errors import (
 from service.runtime import ModelManager, ModelRuntime
 from service.schemas import (
     ActivateModelRequest,
+    ErrorResponse,
     HealthResponse,
     ModelRef,
     ModelSummary,
@@ -42,6 +44,39 @@ router = APIRouter()
 # Encoding this many characters inline costs well under a millisecond; more goes to a thread.
 _INLINE_ENCODE_CHARS = 16_384
 _CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+# JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text (not encodable as UTF-8)
+# and the tokenizer cannot take them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _error(description: str, retry_after: bool = False) -> dict:
+    """An OpenAPI response entry for the one error body every failure uses."""
+    entry: dict = {"model": ErrorResponse, "description": description}
+    if retry_after:
+        entry["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        }
+    return entry
+
+
+# What each route can answer besides 200 (413 for any route: see app.py).
+_UNSUPPORTED = {415: _error("Content-Type is not application/json")}
+_INVALID = {422: _error("Invalid input: the message names the field and index")}
+_UNAVAILABLE = {
+    503: _error("Not ready, overloaded or shutting down (see Retry-After)", retry_after=True)
+}
+_TEXT_ERRORS = {**_UNSUPPORTED, **_INVALID, **_UNAVAILABLE}
+_PREDICT_ERRORS = {
+    **_TEXT_ERRORS,
+    500: _error("Inference failed for the batch holding this request; retry is safe"),
+    504: _error("Not scored within SENTIMENT_REQUEST_TIMEOUT_S (overloaded)"),
+}
+_ADMIN_ERRORS = {
+    401: _error("Missing or invalid bearer token"),
+    404: _error("Admin API disabled (SENTIMENT_ADMIN_TOKEN unset)"),
+    **_UNSUPPORTED,
+    422: _error("Invalid request, or the bundle was refused (the current model keeps serving)"),
+}
 
 
 def get_settings(request: Request) -> Settings:
@@ -100,6 +135,11 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
                 f"{where} contains control characters (NUL or other C0 codes besides tab and newline)",
                 field=where,
             )
+        if _SURROGATE.search(text):
+            raise InvalidInput(
+                f"{where} contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text",
+                field=where,
+            )
     return texts
 
 
@@ -113,7 +153,13 @@ def model_ref(runtime: ModelRuntime) -> ModelRef:
     return ModelRef(name=runtime.bundle.name, version=runtime.bundle.version)
 
 
-@router.post("/predict", response_model=PredictResponse, dependencies=JSON_ONLY, tags=["inference"])
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    dependencies=JSON_ONLY,
+    responses=_PREDICT_ERRORS,
+    tags=["inference"],
+)
 async def predict(
     body: PredictRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
 ) -> PredictResponse:
@@ -149,7 +195,11 @@ async def predict(
 
 
 @router.post(
-    "/tokenize", response_model=TokenizeResponse, dependencies=JSON_ONLY, tags=["inference"]
+    "/tokenize",
+    response_model=TokenizeResponse,
+    dependencies=JSON_ONLY,
+    responses=_TEXT_ERRORS,
+    tags=["inference"],
 )
 async def tokenize(
     body: TokenizeRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
@@ -197,13 +247,18 @@ async def ready(manager: ManagerDep):
     return HealthResponse(status="ok", model=model_ref(manager.active))
 
 
-@router.get("/model", response_model=ModelSummary, tags=["model"])
+@router.get("/model", response_model=ModelSummary, responses=_UNAVAILABLE, tags=["model"])
 async def model_info(runtime: RuntimeDep) -> ModelSummary:
     """The active model's manifest summary: name, version, metrics, limits, file hashes."""
     return ModelSummary(**runtime.bundle.summary())
 
 
-@router.get("/metrics", tags=["health"], response_class=Response)
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     m = request.app.state.metrics
@@ -225,6 +280,7 @@ def require_admin(
     "/admin/model",
     response_model=ModelSummary,
     dependencies=[Depends(require_admin), *JSON_ONLY],
+    responses=_ADMIN_ERRORS,
     tags=["admin"],
 )
 async def activate_model(
@@ -242,10 +298,16 @@ async def activate_model(
 def _bundle_path(body: ActivateModelRequest, settings: Settings) -> Path:
     if (body.version is None) == (body.path is None):
         raise InvalidInput("give exactly one of 'version' or 'path'")
+    field, value = ("path", body.path) if body.path is not None else ("version", body.version)
+    if "\x00" in value or _SURROGATE.search(value):
+        raise InvalidInput(f"'{field}' holds a NUL or a lone surrogate: not a path", field=field)
     if body.path is not None:
         return Path(body.path)
     root = (settings.models_root / settings.model_name).resolve()
-    path = (root / body.version).resolve()
+    try:
+        path = (root / body.version).resolve()
+    except (OSError, RuntimeError) as exc:  # name too long, symlink loop, ...
+        raise InvalidInput(f"'version' is not a usable path ({exc.__class__.__name__})") from None
     if path.parent != root:
         raise InvalidInput(
             "'version' must name a directory directly under the models root", field="version"

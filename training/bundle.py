@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -10,20 +9,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from service.bundle import sha256_file
 from service.tokenizer import PAD_ID, UNK_ID, TextEncoder
 
 FORMAT_VERSION = 1
 LABELS = ["negative", "positive"]
 THRESHOLD = 0.5
 LIBRARIES = ("tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "tokenizers", "numpy")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_bundle(

@@ -9,7 +9,6 @@ can be split by movie.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tarfile
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from service.bundle import sha256_file
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -130,27 +131,19 @@ def load_imdb(
 def download_imdb(dest: str | Path, url: str = OFFICIAL_URL, sha256: str = OFFICIAL_SHA256) -> Path:
     """Fetch the official tarball and verify its SHA-256 (not run in CI: no network there)."""
     dest = Path(dest)
-    if dest.exists() and _sha256(dest) == sha256:
+    if dest.exists() and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(dest.suffix + ".part")
     with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
         while chunk := response.read(1 << 20):
             out.write(chunk)
-    digest = _sha256(partial)
+    digest = sha256_file(partial)
     if digest != sha256:
         partial.unlink(missing_ok=True)
         raise DatasetError(f"{url}: SHA-256 {digest} does not match the expected {sha256}")
     partial.replace(dest)
     return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def split_by_movie(

@@ -40,23 +40,23 @@ class Config:
     limit: int = 0  # >0: use only this many train (and test) reviews (smoke runs)
     # tokenizer
     vocab_size: int = 20000
-    max_length: int = 400
+    max_length: int = 800  # 97% of IMDB reviews fit whole
     truncation: str = "head+tail"
     # model
     cell: str = "lstm"
     bidirectional: bool = True
     embedding_dim: int = 128
     units: int = 64
-    embedding_dropout: float = 0.3
-    dropout: float = 0.4
-    pooling: str = "last"  # or "last+mean+max"
+    embedding_dropout: float = 0.5
+    dropout: float = 0.5
+    pooling: str = "last+mean+max"  # or "last" (final states only)
     # optimisation
     epochs: int = 6
     batch_size: int = 64
     learning_rate: float = 2e-3
-    lr_decay: float = 1.0  # learning rate multiplied by this every epoch (1.0 = constant)
+    lr_decay: float = 0.5  # learning rate multiplied by this every epoch (1.0 = constant)
     weight_decay: float = 1e-4
-    patience: int = 2
+    patience: int = 1  # epochs without a better validation loss before stopping
     seed: int = 1337
     # export and bundle
     parity_texts: int = 2000

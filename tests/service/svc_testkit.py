@@ -8,9 +8,13 @@ onnxruntime session).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +26,10 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+PROJECT_ROOT = HERE.parents[1]
+STARTUP_TIMEOUT_S = 60
 
 # Strongly worded texts: any real sentiment model must order and label them correctly.
 POSITIVE_TEXT = (
@@ -120,3 +128,90 @@ class PredictGate:
             return original(bundle_self, sequences)
 
         return score_ids
+
+
+class Server:
+    """``sentiment-serve`` in a subprocess on 127.0.0.1 and a free port (serve_with_gate.py).
+
+    ``env`` adds SENTIMENT_* settings (the caller's own SENTIMENT_* variables are dropped).
+    While the file ``gate`` exists every inference call waits (see serve_with_gate.py).
+    ``start()`` waits for /health/ready (or only /health/live with ``wait_ready=False``);
+    ``stop()`` kills whatever is left. Output (JSON log lines) goes to ``log_path``.
+    """
+
+    def __init__(self, tmp_path: Path, **env: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.gate = tmp_path / "gate"
+        self.entered = tmp_path / "entered"
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")},
+            "SVC_TEST_GATE": str(self.gate),
+            "SVC_TEST_ENTERED": str(self.entered),
+            "SENTIMENT_LOG_JSON": "true",
+            "SENTIMENT_DRAIN_TIMEOUT_S": "20",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+        self.log = None
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "serve_with_gate.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        probe = "/health/ready" if wait_ready else "/health/live"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited early:\n{self.output()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}{probe}", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server not up within {STARTUP_TIMEOUT_S} s:\n{self.output()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (VmRSS in /proc/<pid>/status)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.gate.unlink(missing_ok=True)
+        if self.log is not None:
+            self.log.close()
+
+
+def raw_http(port: int, request: bytes, timeout_s: float = 10) -> bytes:
+    """Send raw bytes to 127.0.0.1:port; everything read until the server closes or times out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)

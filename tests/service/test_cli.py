@@ -6,11 +6,8 @@ port, with timeouts everywhere, and always kill it in ``finally``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,16 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-from svc_testkit import free_port
+from svc_testkit import Server, raw_http
 
 import service.app
 import service.cli
 from service.settings import Settings
 
-HERE = Path(__file__).resolve().parent
-PROJECT_ROOT = HERE.parents[1]
 CLI = Path(sys.executable).parent / "sentiment-serve"
-STARTUP_TIMEOUT_S = 60
 
 
 # -- the CLI and settings (no server) ------------------------------------------------------
@@ -129,59 +123,6 @@ def test_flags_override_the_environment(monkeypatch, bundle_dir):
 
 
 # -- a real server -------------------------------------------------------------------------
-class Server:
-    def __init__(self, tmp_path: Path, **env: str):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.gate = tmp_path / "gate"
-        self.entered = tmp_path / "entered"
-        self.log_path = tmp_path / "server.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")},
-            "SVC_TEST_GATE": str(self.gate),
-            "SVC_TEST_ENTERED": str(self.entered),
-            "SENTIMENT_LOG_JSON": "true",
-            "SENTIMENT_DRAIN_TIMEOUT_S": "20",
-            **env,
-        }
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "serve_with_gate.py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"server exited early:\n{self.output()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/health/ready", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready within {STARTUP_TIMEOUT_S} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.gate.unlink(missing_ok=True)
-        self.log.close()
-
-
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
     srv = Server(tmp_path)
@@ -190,16 +131,6 @@ def server(tmp_path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
-
-
-def raw_http(port: int, request: bytes, timeout_s: float = 10) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        sock.sendall(request)
-        chunks = []
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks)
 
 
 def test_server_serves_and_logs_json_lines(server, manifest):

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import DatasetError, length_bucketed_batches, load_imdb, split_by_movie
+from service.bundle import sha256_file
+from training.data import (
+    OFFICIAL_SHA256,
+    OFFICIAL_URL,
+    DatasetError,
+    download_imdb,
+    length_bucketed_batches,
+    load_imdb,
+    split_by_movie,
+)
 
 REVIEWS = {
     ("train", "pos"): [(0, 9, "Bromwell High is a cartoon comedy."), (1, 7, "Good <br />fun.")],
@@ -116,3 +125,25 @@ def test_bucketed_batches_cover_everything_once_with_similar_lengths():
     assert sorted(flat.tolist()) == list(range(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
     assert spread < 50  # sorted within the pool: neighbours have similar lengths
+
+
+def test_download_verifies_sha256(tmp_path):
+    # The real download code, pointed at a local file:// URL (no network in tests).
+    source = make_tarball(tmp_path / "source.tar.gz", _files())
+    digest = sha256_file(source)
+    dest = download_imdb(tmp_path / "dl" / "aclImdb_v1.tar.gz", url=source.as_uri(), sha256=digest)
+    assert sha256_file(dest) == digest
+    assert len(load_imdb(dest)["train"]) == 4
+
+
+def test_download_with_wrong_checksum_keeps_nothing(tmp_path):
+    source = make_tarball(tmp_path / "source.tar.gz", _files())
+    dest = tmp_path / "dl" / "aclImdb_v1.tar.gz"
+    with pytest.raises(DatasetError, match="SHA-256"):
+        download_imdb(dest, url=source.as_uri(), sha256="0" * 64)
+    assert not dest.exists() and not list(dest.parent.glob("*.part"))
+
+
+def test_official_source_is_pinned():
+    assert OFFICIAL_URL == "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    assert OFFICIAL_SHA256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"

@@ -1,0 +1,78 @@
+"""The benchmark harness runs end to end (tiny durations). Speed is never judged here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.data import default_data_path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = {"review-c1", "review-c64", "sentence-c64", "batch64-c4"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not default_data_path().exists(), reason="IMDB data not available"),
+]
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    # The default bundle and settings, whatever the developer's shell exports.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((tmp_path / "smoke.json").read_text()), done.stdout
+
+
+def test_smoke_run_measures_every_system_and_workload(tmp_path: Path) -> None:
+    result, stdout = run_bench(tmp_path)
+
+    assert result["mode"] == "smoke"
+    assert result["failures"] == []
+    assert {s["key"] for s in result["systems"]} == {"b", "c", "d", "e"}
+    for system in ("b", "c", "e"):
+        ran = {r["workload"] for r in result["results"] if r["system"] == system}
+        assert ran == WORKLOADS, system
+    assert {r["workload"] for r in result["results"] if r["system"] == "d"} == {
+        "inproc-reviews",
+        "inproc-sentences",
+    }
+    service = [r for r in result["results"] if r["system"] == "c"]
+    assert all(r["errors"] == 0 for r in service), service
+    assert sum(r["ok"] for r in service) > 0
+    service_info = next(s for s in result["systems"] if s["key"] == "c")
+    assert service_info["ready_s"] > 0 and service_info["peak_rss_mb"] > 0
+    # Every target is computed (PASS, MISS, or n/a where its baseline did not run), printed.
+    assert len(result["targets"]) == 8
+    assert "Targets" in stdout
+    assert (tmp_path / "smoke.md").read_text().startswith("Benchmark (smoke mode")
+    if _have("matplotlib"):  # the chart needs the train extra
+        assert (tmp_path / "smoke.png").stat().st_size > 0
+
+
+def test_async_fallback_generator(tmp_path: Path) -> None:
+    """Without wrk the harness drives the servers with its own async client."""
+    result, _ = run_bench(
+        tmp_path, "--systems", "e", "--workloads", "review-c1", "--generator", "async"
+    )
+    (row,) = result["results"]
+    assert row["generator"] == "async"
+    assert row["errors"] == 0 and row["ok"] > 0
