@@ -105,6 +105,8 @@ def model_card(manifest: dict, metrics: dict) -> str:
     ood = metrics["out_of_domain"]
     cm = test["confusion_matrix"]
     arch = f"{'Bidirectional ' if hp['bidirectional'] else ''}{hp['cell'].upper()}({hp['units']})"
+    if hp.get("pooling", "last") != "last":
+        arch += " → [final states, mean and max over real tokens]"
     int8 = metrics.get("int8")
     int8_line = (
         f"- int8 variant: accuracy {int8['accuracy']:.4f} "
