@@ -43,6 +43,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = range(1, len(history["loss"]) + 1)
@@ -53,6 +54,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
     ax_acc.plot(epochs, history["val_accuracy"], "o-", label="validation (held-out movies)")
     ax_acc.set(title="accuracy", xlabel="epoch")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
