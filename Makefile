@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format train bench bench-quick containers clean
+.PHONY: serve test lint format train bench bench-quick containers audit clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -49,6 +49,11 @@ bench-quick: $(VENV)/.dev
 
 containers:
 	bash docker/smoke-test.sh
+
+# Known vulnerabilities in the installed dependencies (needs PyPI's and OSV's APIs, so it
+# is not part of `make test`; --strict fails when a package could not be checked at all).
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --skip-editable --progress-spinner off --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -123,6 +123,8 @@ def _field_name(loc: tuple) -> str | None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
+        if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
+            request.app.state.metrics.rejected.labels(reason=exc.code).inc()
         details = [{"field": exc.field, "message": exc.message}] if exc.field else []
         return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
 

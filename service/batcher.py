@@ -14,7 +14,10 @@ Batch forming rules:
 - a failed batch fails exactly its own texts; texts whose caller gave up (timeout,
   disconnect) are dropped before inference instead of being computed for nobody;
 - the queue is bounded (in texts): beyond it ``submit`` raises ``Overloaded`` at once
-  with a Retry-After estimated from the queue depth and recent batch times.
+  with a Retry-After estimated from the queue depth and recent batch times. A caller
+  that must do work before submitting (tokenizing) takes room first with ``admit``, so
+  the bound covers texts being encoded too, and a burst is refused before any of that
+  work is done rather than after it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ class BatchObserver:
     def queue_depth(self, depth: int) -> None: ...
 
 
+class Admission:
+    """Room for ``texts`` texts in the queue, taken by ``Batcher.admit`` before encoding."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: int):
+        self.texts = texts
+
+
 @dataclass(eq=False)
 class _Item:
     ids: list[int]
@@ -67,6 +79,7 @@ class Batcher:
         self.workers = workers
         self._observer = observer or BatchObserver()
         self._pending: list[_Item] = []
+        self._admitted = 0  # texts admitted (counted against queue_size) but not queued yet
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(workers)
         self._in_flight: set[asyncio.Task] = set()
@@ -85,22 +98,56 @@ class Batcher:
         return len(self._pending)
 
     @property
+    def admitted(self) -> int:
+        """Texts holding room in the queue while their requests encode them."""
+        return self._admitted
+
+    @property
     def running(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
 
     def retry_after_s(self) -> int:
-        backlog = (len(self._pending) + self.max_batch_size * len(self._in_flight)) / self.workers
+        waiting = len(self._pending) + self._admitted
+        backlog = (waiting + self.max_batch_size * len(self._in_flight)) / self.workers
         return max(1, math.ceil(backlog * self._seconds_per_text))
 
-    async def submit(self, sequences: Sequence[list[int]]) -> list[float]:
-        """Score encoded texts; results in input order. Cancel the call to give up."""
+    def admit(self, texts: int) -> Admission:
+        """Take room for ``texts`` texts now, before encoding them; ``Overloaded`` if full.
+
+        Pass the result to ``submit``; call ``withdraw`` if the texts will not be submitted.
+        """
+        self._check_room(texts)
+        self._admitted += texts
+        return Admission(texts)
+
+    def withdraw(self, admission: Admission) -> None:
+        """Give back the room of an admission that was not submitted (no-op after submit)."""
+        self._admitted -= admission.texts
+        admission.texts = 0
+
+    def _check_room(self, texts: int) -> None:
         if self._closing or not self.running:
             raise ShuttingDown()
-        if len(self._pending) + len(sequences) > self.queue_size:
+        waiting = len(self._pending) + self._admitted
+        if waiting + texts > self.queue_size:
             raise Overloaded(
-                f"server busy: {len(self._pending)} texts queued (limit {self.queue_size})",
+                f"server busy: {waiting} texts queued or being encoded (limit {self.queue_size})",
                 self.retry_after_s(),
             )
+
+    async def submit(
+        self, sequences: Sequence[list[int]], admission: Admission | None = None
+    ) -> list[float]:
+        """Score encoded texts; results in input order. Cancel the call to give up.
+
+        With an ``admission`` from ``admit`` the texts take the room reserved for them.
+        """
+        if admission is not None:
+            self.withdraw(admission)  # the texts themselves now hold that room
+            if self._closing or not self.running:
+                raise ShuttingDown()
+        else:
+            self._check_room(len(sequences))
         loop = asyncio.get_running_loop()
         items = [_Item(list(ids), loop.create_future()) for ids in sequences]
         self._pending.extend(items)

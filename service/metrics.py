@@ -65,7 +65,10 @@ class Metrics(BatchObserver):
             "sentiment_queue_depth", "Texts waiting for a batch", registry=r
         )
         self.rejected = Counter(
-            "sentiment_rejected", "Requests refused before inference", ["reason"], registry=r
+            "sentiment_rejected",
+            "Requests refused or timed out (503/504) by reason",
+            ["reason"],
+            registry=r,
         )
         self.model_info = Gauge(
             "sentiment_model_info",

@@ -166,16 +166,21 @@ async def predict(
     """Sentiment of one text (`text`) or several (`texts`), in input order."""
     texts = validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
-    encoded = await encode(runtime, texts)
+    # Room in the queue first: when full, the 503 comes before any tokenizing work.
+    admission = runtime.batcher.admit(len(texts))
     try:
+        encoded = await encode(runtime, texts)
         scores = await asyncio.wait_for(
-            runtime.batcher.submit([e.ids for e in encoded]), settings.request_timeout_s
+            runtime.batcher.submit([e.ids for e in encoded], admission),
+            settings.request_timeout_s,
         )
     except TimeoutError:
         raise RequestTimeout(
             f"not scored within {settings.request_timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
             "the server is overloaded, retry later"
         ) from None
+    finally:
+        runtime.batcher.withdraw(admission)  # no-op once submitted
     request.app.state.metrics.texts.labels(route="/predict").inc(len(texts))
     labels, threshold = runtime.bundle.labels, runtime.bundle.threshold
     return PredictResponse(

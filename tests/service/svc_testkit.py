@@ -1,4 +1,5 @@
-"""Helpers shared by the service tests (imported as a plain module: tests/service is on sys.path).
+"""Helpers shared by the service and reliability tests (imported as a plain module:
+tests/service is on sys.path; tests/reliability/conftest.py puts it there too).
 
 Nothing here hard-codes a model version, a score or a token id: every expectation is
 derived from the bundle that ``Settings()`` resolves (its manifest, its tokenizer, its
