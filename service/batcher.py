@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.errors import InferenceFailed, Overloaded, ShuttingDown
+from service.packing import pack_by_length, padding_share
 
 log = logging.getLogger("service.batcher")
 
@@ -265,8 +266,6 @@ class Batcher:
 
 
 def _padding_ratio(sequences: Sequence[Sequence[int]]) -> float:
-    """Share of the padded batch that is padding (0 = no waste)."""
-    width = max((len(s) for s in sequences), default=0)
-    if width == 0:
-        return 0.0
-    return 1.0 - sum(len(s) for s in sequences) / (width * len(sequences))
+    """Share of the cells onnxruntime computes that are padding, as the bundle packs them."""
+    lengths = [len(s) for s in sequences]
+    return padding_share(lengths, pack_by_length(lengths))

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.errors import BundleError
+from service.packing import pack_by_length
 from service.tokenizer import TextEncoder, pad_batch
 
 log = logging.getLogger("service.bundle")
@@ -55,10 +56,17 @@ class Bundle:
         return float(self.manifest["threshold"])
 
     def score_ids(self, sequences: list[list[int]]) -> np.ndarray:
-        """P(positive) for already-encoded texts (any lengths); thread-safe (ORT run)."""
-        batch = pad_batch(sequences)
-        out = self.session.run(None, {self.input_name: batch})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        """P(positive) for already-encoded texts (any lengths), in order; thread-safe.
+
+        Runs length-sorted sub-batches (service/packing.py): each text's score does not
+        depend on its company, and padding stays small.
+        """
+        scores = np.empty(len(sequences), dtype=np.float32)
+        for group in pack_by_length([len(s) for s in sequences]):
+            batch = pad_batch([sequences[i] for i in group])
+            out = self.session.run(None, {self.input_name: batch})[0]
+            scores[group] = np.asarray(out, dtype=np.float32).reshape(-1)
+        return scores
 
     def score_texts(self, texts: list[str]) -> np.ndarray:
         return self.score_ids(self.encoder.encode_ids(texts))

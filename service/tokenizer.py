@@ -142,7 +142,13 @@ class TextEncoder:
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Encode texts (in parallel, in Rust) and truncate each to ``max_length``."""
         out = []
-        for enc in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        # encode_batch parallelises in Rust; for one text its thread hand-off costs more.
+        encodings = (
+            [self.tokenizer.encode(texts[0], add_special_tokens=False)]
+            if len(texts) == 1
+            else self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        )
+        for enc in encodings:
             ids, tokens = enc.ids, enc.tokens
             n = len(ids)
             if n == 0:
