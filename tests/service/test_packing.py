@@ -11,11 +11,12 @@ from service.packing import pack_by_length, padding_share
 
 @given(st.lists(st.integers(1, 800), max_size=300))
 def test_every_text_once_and_padding_bounded(lengths):
-    groups = pack_by_length(lengths, max_waste=0.1, slack=64, max_rows=16)
+    groups = pack_by_length(lengths, max_waste=0.1, slack=64, max_rows=16, max_cells=2000)
     flat = [i for g in groups for i in g]
     assert sorted(flat) == list(range(len(lengths)))
     for g in groups:
         assert 1 <= len(g) <= 16
+        assert len(g) == 1 or max(lengths[i] for i in g) * len(g) <= 2000
         widths = [lengths[i] for i in g]
         wasted = max(widths) * len(g) - sum(widths)
         assert wasted <= max(0.1 * sum(widths), 64)
