@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import uvicorn
@@ -20,24 +21,33 @@ def main(argv: list[str] | None = None) -> None:
         help="bundle directory (env SENTIMENT_MODEL_DIR; default: "
         "the newest version under models/sentiment-lstm/)",
     )
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (env SENTIMENT_WORKERS, default 1)"
+    )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)
+    server = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.drain_timeout_s,
+        "server_header": False,
+    }
+    if settings.workers == 1:
+        # Default: one process. The batcher merges concurrent requests and onnxruntime
+        # runs in its own threads; the event loop (one core) bounds HTTP throughput.
+        from service.app import create_app
 
-    from service.app import create_app
-
-    app = create_app(settings)
-    # One process: the batcher merges concurrent requests and onnxruntime uses the cores
-    # through the inference threads; more processes would split the batches (and the RAM).
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.drain_timeout_s,
-        server_header=False,
-    )
+        uvicorn.run(create_app(settings), **server)
+        return
+    # Several processes, each with its own model and batcher: about N× the HTTP
+    # throughput for N× the memory (docs/performance.md). Workers read SENTIMENT_* from
+    # the environment, so the flags travel there.
+    for key, value in overrides.items():
+        os.environ[f"SENTIMENT_{key.upper()}"] = str(value)
+    uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **server)
 
 
 if __name__ == "__main__":

@@ -145,10 +145,11 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
     return texts
 
 
-async def encode(runtime: ModelRuntime, texts: list[str]) -> list[Encoded]:
+async def encode(runtime: ModelRuntime, texts: list[str], with_tokens: bool) -> list[Encoded]:
+    encoder = runtime.bundle.encoder
     if sum(len(t) for t in texts) <= _INLINE_ENCODE_CHARS:
-        return runtime.bundle.encoder.encode(texts)
-    return await run_in_threadpool(runtime.bundle.encoder.encode, texts)
+        return encoder.encode(texts, with_tokens)
+    return await run_in_threadpool(encoder.encode, texts, with_tokens)
 
 
 def model_ref(runtime: ModelRuntime) -> ModelRef:
@@ -171,7 +172,7 @@ async def predict(
     # Room in the queue first: when full, the 503 comes before any tokenizing work.
     admission = runtime.batcher.admit(len(texts))
     try:
-        encoded = await encode(runtime, texts)
+        encoded = await encode(runtime, texts, with_tokens=False)
         scores = await asyncio.wait_for(
             runtime.batcher.submit([e.ids for e in encoded], admission),
             settings.request_timeout_s,
@@ -214,7 +215,7 @@ async def tokenize(
     """Exactly the token ids the model sees for each text (before padding), with the tokens."""
     texts = validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
-    encoded = await encode(runtime, texts)
+    encoded = await encode(runtime, texts, with_tokens=True)
     request.app.state.metrics.texts.labels(route="/tokenize").inc(len(texts))
     return TokenizeResponse(
         model=model_ref(runtime),

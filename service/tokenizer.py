@@ -139,8 +139,12 @@ class TextEncoder:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
-    def encode(self, texts: Sequence[str]) -> list[Encoded]:
-        """Encode texts (in parallel, in Rust) and truncate each to ``max_length``."""
+    def encode(self, texts: Sequence[str], with_tokens: bool = True) -> list[Encoded]:
+        """Encode texts (in parallel, in Rust) and truncate each to ``max_length``.
+
+        ``with_tokens=False`` skips building the token strings (``tokens`` is then empty):
+        scoring needs only the ids, and a long review has hundreds of tokens.
+        """
         out = []
         # encode_batch parallelises in Rust; for one text its thread hand-off costs more.
         encodings = (
@@ -149,20 +153,21 @@ class TextEncoder:
             else self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         )
         for enc in encodings:
-            ids, tokens = enc.ids, enc.tokens
+            ids, tokens = enc.ids, (enc.tokens if with_tokens else [])
             n = len(ids)
             if n == 0:
                 # Text with no tokens at all (e.g. only combining marks): the model reads one
                 # unknown word, so every text has length >= 1 in training and serving alike.
-                ids, tokens = [UNK_ID], [UNK_TOKEN]
+                ids, tokens = [UNK_ID], ([UNK_TOKEN] if with_tokens else [])
             elif n > self.max_length:
                 ids = truncate(ids, self.max_length, self.truncation)
-                tokens = truncate(tokens, self.max_length, self.truncation)
+                if with_tokens:
+                    tokens = truncate(tokens, self.max_length, self.truncation)
             out.append(Encoded(list(ids), list(tokens), n > self.max_length, n))
         return out
 
     def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.encode(texts)]
+        return [e.ids for e in self.encode(texts, with_tokens=False)]
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:

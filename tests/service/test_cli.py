@@ -212,3 +212,16 @@ def test_sigterm_finishes_in_flight_requests_then_exits(server):
 def test_queue_must_hold_the_largest_request():
     with pytest.raises(ValueError, match="queue_size"):
         Settings(queue_size=10, max_texts_per_request=11)
+
+
+def test_several_worker_processes_serve_and_stop_on_sigterm(tmp_path):
+    server = Server(tmp_path, SENTIMENT_WORKERS="2")
+    try:
+        server.start()
+        for _ in range(4):
+            response = httpx.post(f"{server.base}/predict", json={"text": "Loved it."}, timeout=10)
+            assert response.status_code == 200, response.text
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
