@@ -36,6 +36,7 @@ from service.settings import Settings
 BUNDLE_ENV = "BENCH_BUNDLE_DIR"
 # (b)'s onnxruntime intra-op threads; 1 measured best with the thread pool (docs/performance.md).
 ORT_THREADS_ENV = "BENCH_ORT_THREADS"
+ORT_VARIANT_ENV = "BENCH_ORT_VARIANT"  # default: the service's default model variant
 # A score with as many digits as a real one, so (e)'s response is as long as the service's.
 _FIXED_SCORE = 0.7316283154487610
 
@@ -84,12 +85,25 @@ def _per_request_app(title: str, bundle, score: ScoreFn) -> FastAPI:
 
 
 def ort_app() -> FastAPI:
-    """(b) onnxruntime per request, the bundle's own session (verified, self-checked)."""
+    """(b) onnxruntime per request, the bundle's own session (verified, self-checked).
+
+    It runs the model file the service runs by default (``SENTIMENT_MODEL_VARIANT``'s
+    default), so (b) versus (c) measures serving, not quantisation.
+    """
     from service.bundle import load_bundle
+    from service.tokenizer import pad_batch
 
     threads = int(os.environ.get(ORT_THREADS_ENV, "1"))
-    bundle = load_bundle(_bundle_dir(), intra_op_threads=threads)
-    return _per_request_app("ORT per request", bundle, bundle.score_ids)
+    variant = os.environ.get(ORT_VARIANT_ENV) or Settings().model_variant
+    bundle = load_bundle(_bundle_dir(), variant=variant, intra_op_threads=threads)
+
+    def score(sequences: list[list[int]]) -> Sequence[float]:
+        # The straightforward way: the request's texts padded together, one run. Not
+        # ``Bundle.score_ids``, whose packing is the service's own optimisation.
+        out = bundle.session.run(None, {bundle.input_name: pad_batch(sequences)})[0]
+        return out.reshape(-1).tolist()
+
+    return _per_request_app(f"ORT per request ({variant})", bundle, score)
 
 
 def seed_app() -> FastAPI:

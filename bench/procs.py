@@ -6,6 +6,7 @@ forks workers (uvicorn ``--workers``) is accounted in full.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -19,6 +20,21 @@ from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_fingerprint() -> str:
+    """A short hash of the service's source: shows whether it changed during a session."""
+    digest = hashlib.sha256()
+    for path in sorted((PROJECT_ROOT / "service").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip() or None
 
 
 def free_port() -> int:

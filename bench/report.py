@@ -15,7 +15,7 @@ _RATIO_TARGETS = (
         "texts_per_s",
         0.8,
         ">=",
-        "64 reviews/request: {c} ≥ 80% of d texts/s",
+        "64 reviews/request: {c} ≥ 80% of {d} texts/s",
     ),
     ("review-c64", "b", "rps", 1.5, ">=", "1 review/request, c64: {c} ≥ 1.5× b req/s"),
     ("review-c64", "a", "rps", 50.0, ">=", "1 review/request, c64: {c} ≥ 50× a req/s"),
@@ -82,12 +82,28 @@ def ceiling_row(system: str, workload: str, best: dict, peak_rss_mb: float) -> d
     }
 
 
+# Another process using more than this share of a core during a run disturbs it.
+DISTURBED_CORES = 0.2
+
+
+def disturbed(rows: list[dict]) -> list[str]:
+    """Runs during which other processes used the CPU (measured from /proc/stat)."""
+    return [
+        f"{r['system']}/{r['workload']} ({r['other_cpu_s'] / r['seconds']:.1f} cores)"
+        for r in rows
+        if r.get("other_cpu_s", 0) / max(r["seconds"], 1e-9) > DISTURBED_CORES
+    ]
+
+
 def progress_line(row: dict) -> str:
-    return (
+    line = (
         f"  {row['system']:>8} {row['workload']:<17} {row['texts_per_s']:9.1f} texts/s "
         f"{row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.1f}  p99 {row['p99_ms']:8.1f} ms  "
         f"errors {row['errors']}"
     )
+    if "mean_batch" in row:
+        line += f"  (batches of {row['mean_batch']:.1f}, {row['mean_padding']:.0%} padding)"
+    return line
 
 
 # -- targets -------------------------------------------------------------------------------
@@ -113,17 +129,22 @@ def targets(result: dict) -> list[dict]:
     rows, systems = result["results"], {s["key"]: s for s in result["systems"]}
     checks = []
     for c in [k for k in systems if k == "c" or k.startswith("c-")]:
+        variant = systems[c].get("model_variant", result.get("default_variant"))
+        ceiling = "d" if variant == result.get("default_variant") else f"d-{variant}"
         for workload, other, metric, limit, op, text in _RATIO_TARGETS:
             other_system, _, other_workload = other.partition(":")
+            other_system = ceiling if other_system == "d" else other_system
             mine = _find(rows, c, workload)
             theirs = _find(rows, other_system, other_workload or workload)
             value = None
             if mine and theirs and theirs[metric] > 0:
                 value = mine[metric] / theirs[metric]
-            shown = "n/a" if value is None else f"{value:.2f}×" if limit > 1.5 else f"{value:.0%}"
+            shown = "n/a" if value is None else f"{value:.2f}×" if limit >= 1 else f"{value:.0%}"
             if metric == "p50_ms" and value is not None:
                 shown = f"{value:.2f}× ({mine[metric]:.1f} vs {theirs[metric]:.1f} ms)"
-            checks.append({"system": c, **_check(text.format(c=c), value, limit, op, shown)})
+            checks.append(
+                {"system": c, **_check(text.format(c=c, d=ceiling), value, limit, op, shown)}
+            )
         review = _find(rows, c, "review-c64")
         p99 = review["p99_ms"] if review else None
         checks.append(
@@ -171,14 +192,16 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 def results_table(result: dict) -> str:
     lines = [
-        "| system | workload | texts/s | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU s | peak RSS MB |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| system | workload | texts/s | req/s | p50 ms | p95 ms | p99 ms | errors "
+        "| server CPU s | peak RSS MB | batch (padding) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in result["results"]:
+        batching = f"{r['mean_batch']:.1f} ({r['mean_padding']:.0%})" if "mean_batch" in r else ""
         lines.append(
             f"| {r['system']} | {r['workload']} | {_fmt(r['texts_per_s'])} | {_fmt(r['rps'])} | "
             f"{_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {r['errors']} | "
-            f"{r['server_cpu_s']:.1f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['server_cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {batching} |"
         )
     return "\n".join(lines)
 
@@ -186,13 +209,15 @@ def results_table(result: dict) -> str:
 def markdown(result: dict) -> str:
     m = result["machine"]
     s = result["settings"]
-    quiet = (
-        "quiet"
-        if result["quiet"]
-        else "BUSY (other jobs running: numbers are from a loaded machine)"
-    )
+    quiet = "quiet (no other process used over 0.2 core during any run)"
+    if result.get("busy_with"):
+        quiet = "BUSY (other jobs running: numbers are from a loaded machine)"
+    elif result.get("disturbed"):
+        quiet = "disturbed during: " + ", ".join(result["disturbed"])
+    code = result.get("service_code", {})
     parts = [
-        f"Benchmark ({result['mode']} mode, {result['started']}), bundle `{result['bundle']['version']}`.",
+        f"Benchmark ({result['mode']} mode, {result['started']}), bundle `{result['bundle']['version']}`, "
+        f"commit {code.get('commit')}.",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, Linux {m['kernel']}, "
         f"Python {m['python']}, onnxruntime {m['libraries']['onnxruntime']}; machine was {quiet}.",
         f"Load: {s['generator']}, closed loop, {s['duration_s']:g} s per run after {s['warmup_s']:g} s "
@@ -208,7 +233,9 @@ def markdown(result: dict) -> str:
         "",
         results_table(result),
         "",
-        "d rows: in-process, a 'request' is one batch, latency is per batch, CPU is the timed loop's.",
+        "d rows: in-process, a 'request' is one batch, latency is per batch, CPU is the timed "
+        "loop's. batch (padding): the service's mean onnxruntime batch and padded share, from "
+        "its /metrics.",
         "",
         "Targets (ratios from this run):",
         "",
@@ -216,6 +243,11 @@ def markdown(result: dict) -> str:
         "|---|--:|---|",
         *[f"| {t['target']} | {t['shown']} | {t['status']} |" for t in result["targets"]],
     ]
+    if code.get("start") != code.get("end"):
+        parts[1:1] = [
+            "**WARNING: service/ changed during this run**: systems started after the change "
+            "ran other code (see `service_code` per system in the JSON); rerun before comparing."
+        ]
     if result["failures"]:
         parts += [
             "",
@@ -257,7 +289,9 @@ def chart(result: dict, path: Path) -> None:
             ax.set_title(f"{name}\n{title}" if row == 0 else title, fontsize=9)
             ax.tick_params(axis="x", labelsize=8, rotation=45)
             for x, v in enumerate(values):
-                ax.annotate(_fmt(v, 0), (x, v), ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    _fmt(v, 1 if v < 10 else 0), (x, v), ha="center", va="bottom", fontsize=7
+                )
     quiet = "" if result["quiet"] else " — machine BUSY"
     fig.suptitle(
         f"sentiment service benchmark ({result['mode']}{quiet}); c = this service", fontsize=10
@@ -283,3 +317,20 @@ def write_all(result: dict, folder: Path, name: str) -> list[Path]:
     except ImportError:  # matplotlib is in the train extra; the serving install lacks it
         print("bench: matplotlib not installed, no chart")
     return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Re-render a result's markdown and chart (targets recomputed) from its JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("result", type=Path, help="a bench/results/<name>.json")
+    args = parser.parse_args(argv)
+    result = json.loads(args.result.read_text())
+    result["targets"] = targets(result)
+    for path in write_all(result, args.result.parent, args.result.stem):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
