@@ -126,7 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, help="model bundle (default: the service's)")
     parser.add_argument("--reviews", type=int, help="distinct reviews to sample")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--name", help="output file stem (default: latest, or smoke)")
+    parser.add_argument("--name", help="output file stem (default: latest; quick, smoke)")
     return parser.parse_args(argv)
 
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     result["disturbed"] = report.disturbed(rows)
     result["quiet"] = not result["busy_with"] and not result["disturbed"]
     result["targets"] = report.targets(result)
-    name = args.name or ("smoke" if args.smoke else "latest")
+    name = args.name or {"full": "latest"}.get(mode_name, mode_name)  # smoke, quick
     paths = report.write_all(result, args.out, name)
     print()
     print(report.markdown(result))
