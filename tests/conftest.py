@@ -1,0 +1,53 @@
+"""Fixtures shared by the service and reliability tests: the bundle ``Settings()`` serves."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from service.bundle import Bundle, load_bundle
+from service.settings import Settings
+
+# SENTIMENT_DATA says where the IMDB data is (training tests); it is not a service setting.
+_KEEP = {"SENTIMENT_DATA"}
+
+
+def _sentiment_env() -> list[str]:
+    return [k for k in os.environ if k.upper().startswith("SENTIMENT_") and k.upper() not in _KEEP]
+
+
+@pytest.fixture(autouse=True)
+def _no_sentiment_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's SENTIMENT_* settings must not change what the tests see."""
+    for key in _sentiment_env():
+        monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir() -> Path:
+    """The bundle a default ``Settings()`` serves (whatever version is newest)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in _sentiment_env():
+            mp.delenv(key)
+        return Settings().resolved_model_dir().resolve()
+
+
+@pytest.fixture(scope="session")
+def manifest(bundle_dir: Path) -> dict:
+    return json.loads((bundle_dir / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference(manifest: dict) -> list[dict]:
+    refs = manifest.get("reference") or []
+    assert refs, "the bundle's manifest has no reference texts"
+    return refs
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir: Path) -> Bundle:
+    """The bundle loaded directly (not through the service), to derive expected scores."""
+    return load_bundle(bundle_dir)
