@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, ServiceError
+from service.errors import (
+    PayloadTooLarge,
+    ServiceError,
+    error_response,
+    service_error_response,
+)
+from service.fastpath import PredictFastPath
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.routes import router
@@ -57,6 +62,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.models = manager
     app.include_router(router)
     _install_error_handlers(app)
+    if settings.fast_path:  # innermost: CORS, body limit and request context still apply
+        app.add_middleware(PredictFastPath)
     if settings.cors_origins:  # off unless configured
         app.add_middleware(
             CORSMiddleware,
@@ -70,31 +77,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
 
 def _route_paths(app: FastAPI) -> set[str]:
-    return {getattr(r, "path", "") for r in app.routes}
+    # The router's own list too: requests answered by PredictFastPath never reach routing.
+    return {getattr(r, "path", "") for r in [*app.routes, *router.routes]}
 
 
 # -- errors: one mapping, one body shape --------------------------------------------------
-def error_response(
-    request: Request, status: int, code: str, message: str, details=None, headers=None
-) -> JSONResponse:
-    details = [
-        {"field": _printable(d["field"]), "message": _printable(d["message"])}
-        for d in details or []
-    ]
-    body = {
-        "error": {"code": code, "message": _printable(message), "details": details},
-        "request_id": request.scope.get("state", {}).get("request_id"),
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _printable(text: str | None) -> str | None:
-    """Messages may quote client input: lone surrogates must not break the UTF-8 answer."""
-    if text is None:
-        return None
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _body_parse_error(cause: BaseException | None) -> str | None:
     """What FastAPI's bare 400 "error parsing the body" was about, for the clients."""
     if isinstance(cause, UnicodeDecodeError):
@@ -123,10 +110,7 @@ def _field_name(loc: tuple) -> str | None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
-        if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
-            request.app.state.metrics.rejected.labels(reason=exc.code).inc()
-        details = [{"field": exc.field, "message": exc.message}] if exc.field else []
-        return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
+        return service_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -233,8 +217,10 @@ class RequestContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        incoming = incoming.decode("latin-1")
+        # A random 128-bit id without uuid4's object construction (same hex format).
+        request_id = incoming if _REQUEST_ID_OK.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -253,19 +239,19 @@ class RequestContextMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = self._route_label(scope)
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
-            self.metrics.latency.labels(route=route).observe(seconds)
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": route,
-                    "status": status,
-                    "ms": round(seconds * 1000, 2),
-                    "texts": scope["state"].get("texts"),
-                },
-            )
+            self.metrics.request_done(route, status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": route,
+                        "status": status,
+                        "ms": round(seconds * 1000, 2),
+                        "texts": scope["state"].get("texts"),
+                    },
+                )
 
     def _route_label(self, scope: Scope) -> str:
         # The router records the matched route in the scope; with FastAPI >= 0.16x an

@@ -8,9 +8,12 @@ Batch forming rules:
 - a batch is sent as soon as a worker is free; only while another batch is already
   running does it wait (at most ``max_wait_s`` after its oldest text arrived, monotonic
   clock) for company, so a lone request on an idle server is never held back;
-- at most ``max_batch_size`` texts; when more are waiting, the oldest text goes first
-  with the waiting texts closest to it in length (less padding, and no starvation:
-  every text becomes the oldest eventually);
+- at most ``max_batch_size`` texts, oldest first: a request's texts stay together, so
+  it is answered by as few batches as possible (picking texts of similar length from
+  the whole queue split big requests across batches and cost throughput; padding is
+  handled inside the batch, by its length groups);
+- a batch is cut into length-sorted groups (service/packing.py), and the groups are
+  shared among the inference threads, so even a lone batch uses all of them;
 - a failed batch fails exactly its own texts; texts whose caller gave up (timeout,
   disconnect) are dropped before inference instead of being computed for nobody;
 - the queue is bounded (in texts): beyond it ``submit`` raises ``Overloaded`` at once
@@ -155,6 +158,8 @@ class Batcher:
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
         try:
+            if len(items) == 1:  # the common case: no gather future and its callbacks
+                return [await items[0].future]
             return list(await asyncio.gather(*(i.future for i in items)))
         except BaseException:
             for item in items:  # timeout, disconnect or a failed batch: drop the rest
@@ -222,17 +227,29 @@ class Batcher:
             self._pending = [i for i in self._pending if not i.future.done()]
 
     def _take_batch(self) -> list[_Item]:
-        pending = self._pending
-        if len(pending) <= self.max_batch_size:
-            self._pending = []
-            return pending
-        anchor = len(pending[0].ids)
-        by_closeness = sorted(
-            range(1, len(pending)), key=lambda k: (abs(len(pending[k].ids) - anchor), k)
+        batch = self._pending[: self.max_batch_size]
+        self._pending = self._pending[self.max_batch_size :]
+        return batch
+
+    async def _run_split(self, sequences: list[list[int]], groups: list[list[int]]) -> list[float]:
+        """Run the batch's length groups as one job per inference thread, in parallel."""
+        chunks = _balanced_chunks(groups, [len(s) for s in sequences], self.workers)
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._executor, self._predict, [sequences[i] for i in chunk])
+                for chunk in chunks
+            )
         )
-        chosen = {0, *by_closeness[: self.max_batch_size - 1]}
-        self._pending = [item for k, item in enumerate(pending) if k not in chosen]
-        return [pending[k] for k in sorted(chosen)]
+        scores: list[float] = [0.0] * len(sequences)
+        for chunk, chunk_scores in zip(chunks, results, strict=True):
+            if len(chunk_scores) != len(chunk):
+                raise RuntimeError(
+                    f"predict returned {len(chunk_scores)} scores for {len(chunk)} texts"
+                )
+            for i, score in zip(chunk, chunk_scores, strict=True):
+                scores[i] = score
+        return scores
 
     async def _execute(self, batch: list[_Item]) -> None:
         started = time.monotonic()
@@ -240,9 +257,10 @@ class Batcher:
             self._observer.queue_wait(started - item.enqueued)
         self._observer.queue_depth(len(self._pending))
         sequences = [item.ids for item in batch]
+        lengths = [len(s) for s in sequences]
+        groups = pack_by_length(lengths)
         try:
-            loop = asyncio.get_running_loop()
-            scores = await loop.run_in_executor(self._executor, self._predict, sequences)
+            scores = await self._run_split(sequences, groups)
             if len(scores) != len(batch):
                 raise RuntimeError(f"predict returned {len(scores)} scores for {len(batch)} texts")
         except Exception as exc:
@@ -261,11 +279,18 @@ class Batcher:
         finally:
             seconds = time.monotonic() - started
             self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * seconds / len(batch)
-            self._observer.batch_done(len(batch), seconds, _padding_ratio(sequences))
+            self._observer.batch_done(len(batch), seconds, padding_share(lengths, groups))
             self._slots.release()
 
 
-def _padding_ratio(sequences: Sequence[Sequence[int]]) -> float:
-    """Share of the cells onnxruntime computes that are padding, as the bundle packs them."""
-    lengths = [len(s) for s in sequences]
-    return padding_share(lengths, pack_by_length(lengths))
+def _balanced_chunks(groups: list[list[int]], lengths: list[int], n: int) -> list[list[int]]:
+    """Split length groups into at most ``n`` chunks of about equal padded cells."""
+    if n <= 1 or len(groups) <= 1:
+        return [sorted(i for g in groups for i in g)]
+    chunks: list[list[int]] = [[] for _ in range(min(n, len(groups)))]
+    cells = [0] * len(chunks)
+    for group in sorted(groups, key=lambda g: -max(lengths[i] for i in g) * len(g)):
+        k = cells.index(min(cells))
+        chunks[k].extend(group)
+        cells[k] += max(lengths[i] for i in group) * len(group)
+    return [sorted(chunk) for chunk in chunks]  # each in batch order

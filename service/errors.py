@@ -1,6 +1,9 @@
-"""One error base class; app.py maps it to an HTTP response once."""
+"""One error base class, and the one way an error becomes an HTTP response."""
 
 from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 
 class ServiceError(Exception):
@@ -81,3 +84,32 @@ class NotFound(ServiceError):
 
 class BundleError(Exception):
     """The model bundle is missing, tampered with, or fails its self-check (not HTTP)."""
+
+
+# -- the one error body -------------------------------------------------------------------
+def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
+    if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
+        request.app.state.metrics.rejected.labels(reason=exc.code).inc()
+    details = [{"field": exc.field, "message": exc.message}] if exc.field else []
+    return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, details=None, headers=None
+) -> JSONResponse:
+    details = [
+        {"field": _printable(d["field"]), "message": _printable(d["message"])}
+        for d in details or []
+    ]
+    body = {
+        "error": {"code": code, "message": _printable(message), "details": details},
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _printable(text: str | None) -> str | None:
+    """Messages may quote client input: lone surrogates must not break the UTF-8 answer."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

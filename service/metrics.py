@@ -81,6 +81,28 @@ class Metrics(BatchObserver):
             "sentiment_model_swaps", "Model activations by outcome", ["outcome"], registry=r
         )
 
+        # labels() hashes and locks on every call; the hot path reuses the children.
+        self._children: dict[tuple, tuple] = {}
+
+    def request_done(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route=route, status=str(status)),
+                self.latency.labels(route=route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_texts(self, route: str, n: int) -> None:
+        key = ("texts", route)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.texts.labels(route=route)
+        child.inc(n)
+
     # BatchObserver
     def batch_done(self, size: int, seconds: float, padding_ratio: float) -> None:
         self.batch_size.observe(size)

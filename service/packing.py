@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 MAX_WASTE = 0.10
 SLACK_CELLS = 64
-MAX_ROWS = 64
+MAX_ROWS = 4
 MAX_CELLS = 4096
 
 

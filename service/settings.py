@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(10.0, gt=0)
     inference_workers: int = Field(2, ge=1, le=64)
     intra_op_threads: int = Field(1, ge=1, le=64)
+    fast_path: bool = Field(
+        True, description="serve well-formed /predict requests outside FastAPI's routing"
+    )
 
     # request limits
     max_texts_per_request: int = Field(256, ge=1)

@@ -18,6 +18,7 @@ Decisions (documented in docs/tokenizer.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,14 @@ TRUNCATION_POLICIES = ("head", "tail", "head+tail")
 
 # A word (letters/digits/underscore, with inner apostrophes) or one other non-space char.
 _TOKEN_PATTERN = r"\w+(?:'\w+)*|[^\w\s]"
+
+
+# The same rules for plain ASCII text, in Python's ``re`` (see ``TextEncoder._encode_ascii``).
+# On ASCII, NFKD and accent stripping change nothing, the only apostrophe to fold is the
+# back-tick, and ``\w`` / ``\s`` are [A-Za-z0-9_] / [ \t\n\r\f\v] in both engines.
+_ASCII_OUTSIDE = re.compile(r"[^\t\n\r\x20-\x7e]")  # texts with any of these take the Rust path
+_ASCII_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.ASCII | re.IGNORECASE)
+_ASCII_TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]", re.ASCII)
 
 
 def _normalizer() -> normalizers.Normalizer:
@@ -95,7 +104,7 @@ class Encoded:
 
     @property
     def unknown_tokens(self) -> int:
-        return sum(1 for i in self.ids if i == UNK_ID)
+        return self.ids.count(UNK_ID)
 
 
 def truncate(items: Sequence, max_length: int, policy: str) -> Sequence:
@@ -130,6 +139,7 @@ class TextEncoder:
         self.truncation = truncation
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        self._vocab = tokenizer.get_vocab()
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, truncation: str) -> TextEncoder:
@@ -140,31 +150,53 @@ class TextEncoder:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, texts: Sequence[str], with_tokens: bool = True) -> list[Encoded]:
-        """Encode texts (in parallel, in Rust) and truncate each to ``max_length``.
+        """Encode texts and truncate each to ``max_length``.
 
         ``with_tokens=False`` skips building the token strings (``tokens`` is then empty):
         scoring needs only the ids, and a long review has hundreds of tokens.
         """
-        out = []
-        # encode_batch parallelises in Rust; for one text its thread hand-off costs more.
-        encodings = (
-            [self.tokenizer.encode(texts[0], add_special_tokens=False)]
-            if len(texts) == 1
-            else self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        )
-        for enc in encodings:
-            ids, tokens = enc.ids, (enc.tokens if with_tokens else [])
-            n = len(ids)
-            if n == 0:
-                # Text with no tokens at all (e.g. only combining marks): the model reads one
-                # unknown word, so every text has length >= 1 in training and serving alike.
-                ids, tokens = [UNK_ID], ([UNK_TOKEN] if with_tokens else [])
-            elif n > self.max_length:
-                ids = truncate(ids, self.max_length, self.truncation)
-                if with_tokens:
-                    tokens = truncate(tokens, self.max_length, self.truncation)
-            out.append(Encoded(list(ids), list(tokens), n > self.max_length, n))
-        return out
+        rust = [i for i, text in enumerate(texts) if _ASCII_OUTSIDE.search(text)]
+        out: list[Encoded | None] = [None] * len(texts)
+        if rust:
+            # encode_batch parallelises in Rust; for one text its thread hand-off costs more.
+            batch = [texts[i] for i in rust]
+            encodings = (
+                [self.tokenizer.encode(batch[0], add_special_tokens=False)]
+                if len(batch) == 1
+                else self.tokenizer.encode_batch(batch, add_special_tokens=False)
+            )
+            for i, enc in zip(rust, encodings, strict=True):
+                out[i] = self._finish(enc.ids, enc.tokens if with_tokens else [], with_tokens)
+        for i, text in enumerate(texts):
+            if out[i] is None:
+                out[i] = self._finish(*self._encode_ascii(text, with_tokens), with_tokens)
+        return out  # type: ignore[return-value]
+
+    def _encode_ascii(self, text: str, with_tokens: bool) -> tuple[list[int], list[str]]:
+        """What the Rust tokenizer gives for printable ASCII text, about 4x faster.
+
+        Most requests are plain ASCII, and the Rust pre-tokenizer's regex is its slowest
+        step (~0.2 ms per review). Equivalence is tested on generated text and on IMDB
+        (tests/training/test_tokenizer.py); anything else takes the Rust path.
+        """
+        words = _ASCII_TOKEN.findall(_ASCII_BREAK.sub(" ", text).replace("`", "'").lower())
+        vocab = self._vocab
+        ids = [vocab.get(w, UNK_ID) for w in words]
+        if not with_tokens:
+            return ids, []
+        return ids, [w if i != UNK_ID else UNK_TOKEN for w, i in zip(words, ids, strict=True)]
+
+    def _finish(self, ids: list[int], tokens: list[str], with_tokens: bool) -> Encoded:
+        n = len(ids)
+        if n == 0:
+            # Text with no tokens at all (e.g. only combining marks): the model reads one
+            # unknown word, so every text has length >= 1 in training and serving alike.
+            return Encoded([UNK_ID], [UNK_TOKEN] if with_tokens else [], False, 0)
+        if n > self.max_length:
+            ids = truncate(ids, self.max_length, self.truncation)
+            if with_tokens:
+                tokens = truncate(tokens, self.max_length, self.truncation)
+        return Encoded(list(ids), list(tokens), n > self.max_length, n)
 
     def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.encode(texts, with_tokens=False)]

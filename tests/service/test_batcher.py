@@ -223,19 +223,30 @@ async def test_bounded_queue_overloaded(make_batcher):
     assert await batcher.submit([seq(4)]) == pytest.approx([0.004])  # room again
 
 
-async def test_length_grouping(make_batcher):
-    """Over max_batch_size pending: the oldest text plus the nearest lengths go first."""
+async def test_oldest_first_keeps_requests_together(make_batcher):
+    """Over max_batch_size pending: batches take the oldest texts, in arrival order."""
     batcher, fake = make_batcher(max_batch_size=3, workers=1)
     blocked = await block_worker(batcher, fake)
-    lengths = [10, 50, 11, 90, 9, 30, 48]
-    call = asyncio.create_task(batcher.submit([seq(n) for n in lengths]))
-    await wait_until(lambda: batcher.queue_depth == len(lengths))
+    first = asyncio.create_task(batcher.submit([seq(n) for n in (10, 50, 11)]))
+    await wait_until(lambda: batcher.queue_depth == 3)
+    second = asyncio.create_task(batcher.submit([seq(n) for n in (90, 9, 30, 48)]))
+    await wait_until(lambda: batcher.queue_depth == 7)
     fake.gate.set()
-    assert await asyncio.wait_for(call, 10) == pytest.approx([n / 1000 for n in lengths])
+    assert await asyncio.wait_for(first, 10) == pytest.approx([0.010, 0.050, 0.011])
+    assert await asyncio.wait_for(second, 10) == pytest.approx([0.090, 0.009, 0.030, 0.048])
     await blocked
-    # batch 1: the oldest (10) with 11 and 9; batch 2: the oldest left (50) with 48 and
-    # 30 (|30-50| < |90-50|); then 90 alone: no text waits forever.
-    assert fake.batches[1:] == [[10, 11, 9], [50, 30, 48], [90]]
+    # the first request is one whole batch; no text waits behind a later one
+    assert [sorted(b) for b in fake.batches[1:]] == [[10, 11, 50], [9, 30, 90], [48]]
+
+
+async def test_a_batch_is_shared_among_the_inference_threads(make_batcher):
+    """A lone batch of texts with different lengths runs on every worker at once."""
+    batcher, fake = make_batcher(max_batch_size=64, workers=2)
+    lengths = [5, 6, 7, 8, 200, 210, 220, 230]
+    scores = await batcher.submit([seq(n) for n in lengths])
+    assert scores == pytest.approx([n / 1000 for n in lengths])
+    assert len(fake.batches) == 2  # two jobs, one per worker, in the same batch
+    assert sorted(n for b in fake.batches for n in b) == sorted(lengths)
 
 
 async def test_stop_drains_then_refuses(make_batcher):

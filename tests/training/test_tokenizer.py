@@ -130,3 +130,58 @@ def test_ids_in_range_deterministic_and_bounded(encoder, text):
     assert all(0 < i < encoder.vocab_size for i in first.ids)  # never the padding id
     assert len(first.ids) == len(first.tokens)
     assert first.unknown_tokens == sum(1 for t in first.tokens if t == UNK_TOKEN)
+
+
+# -- the ASCII fast path must give exactly what the Rust tokenizer gives ----------------
+def rust_path(encoder: TextEncoder, text: str):
+    """The reference: tokenizer.json through the Rust library, then our truncation."""
+    enc = encoder.tokenizer.encode(text, add_special_tokens=False)
+    return encoder._finish(enc.ids, enc.tokens, with_tokens=True)
+
+
+ASCII_PIECES = st.one_of(
+    st.text(alphabet=[chr(c) for c in range(0x20, 0x7F)] + ["\t", "\n", "\r"], max_size=40),
+    st.sampled_from(
+        [
+            "<br />",
+            "<BR>",
+            "< br/ >",
+            "<br\t/\n>",
+            "<br",
+            "br>",
+            "`",
+            "'",
+            "''",
+            "don't",
+            "it`s",
+            "_",
+            "__init__",
+            "42",
+            "a'b'c",
+            "'quoted'",
+            "movie",
+            "Great",
+            "LOVED",
+            "!?.",
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ASCII_PIECES, max_size=12).map("".join))
+def test_ascii_fast_path_equals_the_rust_tokenizer(encoder, text):
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
+    assert encoder.encode([text], with_tokens=False)[0].ids == rust_path(encoder, text).ids
+
+
+def test_mixed_requests_keep_their_order(encoder):
+    texts = ["I loved it", "café naïve", "great film!", "Ｆｉｎｅ film", ""]
+    assert encoder.encode(texts) == [rust_path(encoder, t) for t in texts]
+
+
+@pytest.mark.parametrize(
+    "text", ["tab\there", "vertical\x0btab", "form\x0cfeed", "x\x1cy", "nul\x00"]
+)
+def test_other_control_characters_take_the_rust_path(encoder, text):
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
