@@ -175,13 +175,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                too_big = False
-            if too_big:
+        try:
+            size = int(declared) if declared is not None else None
+        except ValueError:
+            size = None
+        if size is not None:
+            if size > self.max_bytes:
                 return await self._reject(scope, receive, send)
+            # The server frames the body by Content-Length, so it cannot exceed the size
+            # just checked: no need to count it.
+            return await self.app(scope, receive, send)
         received = 0
 
         async def limited_receive() -> Message:
@@ -222,6 +225,7 @@ class RequestContextMiddleware:
         # A random 128-bit id without uuid4's object construction (same hex format).
         request_id = incoming if _REQUEST_ID_OK.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
+        id_bytes = request_id.encode()
         started = time.perf_counter()
         status = 500
 
@@ -229,9 +233,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", id_bytes)]
             await send(message)
 
         try:

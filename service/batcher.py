@@ -31,7 +31,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from service.errors import InferenceFailed, Overloaded, ShuttingDown
 from service.packing import pack_by_length, padding_share
@@ -58,11 +57,13 @@ class Admission:
         self.texts = texts
 
 
-@dataclass(eq=False)
 class _Item:
-    ids: list[int]
-    future: asyncio.Future
-    enqueued: float = field(default_factory=time.monotonic)
+    __slots__ = ("enqueued", "future", "ids")
+
+    def __init__(self, ids: list[int], future: asyncio.Future, enqueued: float):
+        self.ids = ids
+        self.future = future
+        self.enqueued = enqueued
 
 
 class Batcher:
@@ -153,9 +154,9 @@ class Batcher:
         else:
             self._check_room(len(sequences))
         loop = asyncio.get_running_loop()
-        items = [_Item(list(ids), loop.create_future()) for ids in sequences]
-        self._pending.extend(items)
-        self._observer.queue_depth(len(self._pending))
+        now = time.monotonic()
+        items = [_Item(ids, loop.create_future(), now) for ids in sequences]
+        self._pending.extend(items)  # (the depth gauge is updated per batch, not per request)
         self._wakeup.set()
         try:
             if len(items) == 1:  # the common case: no gather future and its callbacks

@@ -154,7 +154,7 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
 
 async def encode(runtime: ModelRuntime, texts: list[str], with_tokens: bool) -> list[Encoded]:
     encoder = runtime.bundle.encoder
-    if sum(len(t) for t in texts) <= _INLINE_ENCODE_CHARS:
+    if len(texts) == 1 or sum(map(len, texts)) <= _INLINE_ENCODE_CHARS:
         return encoder.encode(texts, with_tokens)
     return await run_in_threadpool(encoder.encode, texts, with_tokens)
 

@@ -155,6 +155,8 @@ class TextEncoder:
         ``with_tokens=False`` skips building the token strings (``tokens`` is then empty):
         scoring needs only the ids, and a long review has hundreds of tokens.
         """
+        if len(texts) == 1 and not _ASCII_OUTSIDE.search(texts[0]):  # the common request
+            return [self._finish(*self._encode_ascii(texts[0], with_tokens), with_tokens)]
         rust = [i for i, text in enumerate(texts) if _ASCII_OUTSIDE.search(text)]
         out: list[Encoded | None] = [None] * len(texts)
         if rust:
@@ -192,11 +194,12 @@ class TextEncoder:
             # Text with no tokens at all (e.g. only combining marks): the model reads one
             # unknown word, so every text has length >= 1 in training and serving alike.
             return Encoded([UNK_ID], [UNK_TOKEN] if with_tokens else [], False, 0)
-        if n > self.max_length:
-            ids = truncate(ids, self.max_length, self.truncation)
-            if with_tokens:
-                tokens = truncate(tokens, self.max_length, self.truncation)
-        return Encoded(list(ids), list(tokens), n > self.max_length, n)
+        if n <= self.max_length:
+            return Encoded(ids, tokens, False, n)
+        ids = truncate(ids, self.max_length, self.truncation)
+        if with_tokens:
+            tokens = truncate(tokens, self.max_length, self.truncation)
+        return Encoded(list(ids), list(tokens), True, n)
 
     def encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.encode(texts, with_tokens=False)]

@@ -292,4 +292,4 @@ async def test_observer_sees_batches(make_batcher):
     await batcher.submit([seq(2), seq(4)])
     assert seen["done"] == [(2, pytest.approx(0.25))]  # 6 real of 8 slots: 25 % padding
     assert len(seen["wait"]) == 2 and all(w >= 0 for w in seen["wait"])
-    assert seen["depth"][0] == 2
+    assert seen["depth"][0] == 0  # reported per batch: the texts still waiting after it
