@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
     log_json: bool = True
+    otel_telemetry: bool = Field(
+        False, description="FastAPI's OpenTelemetry spans/metrics via the global OTel providers"
+    )
     workers: int = Field(
         1, ge=1, le=16, description="uvicorn worker processes (each loads the model: RAM × N)"
     )
