@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     # One bundle for every system: --bundle, else what the service would serve by default.
     bundle_dir = (args.bundle or Settings().resolved_model_dir()).resolve()
     started = time.monotonic()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # wall clock, for the report
     others = busy_with()
     code_at_start = code_fingerprint()
     print(f"bench: {mode_name} mode, bundle {bundle_dir.name}, systems {[s.key for s in systems]}")
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "mode": mode_name,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": started_at,
         "wall_s": round(time.monotonic() - started, 1),
         "machine": machine_info(),
         "quiet": False,  # set below
