@@ -183,16 +183,18 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         try:
             size = int(declared) if declared is not None else None
         except ValueError:
             size = None
-        if size is not None:
-            if size > self.max_bytes:
-                return await self._reject(scope, receive, send)
-            # The server frames the body by Content-Length, so it cannot exceed the size
-            # just checked: no need to count it.
+        if size is not None and size > self.max_bytes:
+            return await self._reject(scope, receive, send)
+        if size is not None and b"transfer-encoding" not in headers:
+            # The server frames this body by Content-Length, so it cannot exceed the size
+            # just checked: no need to count it. (With Transfer-Encoding too, h11 frames
+            # it as chunked: such bodies are counted.)
             return await self.app(scope, receive, send)
         received = 0
 

@@ -173,9 +173,12 @@ class Batcher:
         self._wakeup.set()
         if self._dispatcher is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._dispatcher), timeout_s)
+                if not self._dispatcher.done():  # (a second stop() finds it finished)
+                    await asyncio.wait_for(asyncio.shield(self._dispatcher), timeout_s)
                 if self._in_flight:
-                    await asyncio.wait(set(self._in_flight), timeout=timeout_s)
+                    _, late = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
+                    if late:
+                        log.error("batcher drain timed out; %d batches still running", len(late))
             except TimeoutError:
                 log.error("batcher drain timed out; failing what is left")
                 self._dispatcher.cancel()
@@ -236,12 +239,18 @@ class Batcher:
         """Run the batch's length groups as one job per inference thread, in parallel."""
         chunks = _balanced_chunks(groups, [len(s) for s in sequences], self.workers)
         loop = asyncio.get_running_loop()
+        # Every chunk finishes before the batch does (its slot stays taken meanwhile),
+        # even when one of them fails.
         results = await asyncio.gather(
             *(
                 loop.run_in_executor(self._executor, self._predict, [sequences[i] for i in chunk])
                 for chunk in chunks
-            )
+            ),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         scores: list[float] = [0.0] * len(sequences)
         for chunk, chunk_scores in zip(chunks, results, strict=True):
             if len(chunk_scores) != len(chunk):
@@ -264,15 +273,19 @@ class Batcher:
             scores = await self._run_split(sequences, groups)
             if len(scores) != len(batch):
                 raise RuntimeError(f"predict returned {len(scores)} scores for {len(batch)} texts")
+        except asyncio.CancelledError:
+            # stop() gave up draining and cancelled the jobs still queued: answer anyway.
+            _fail(batch, ShuttingDown("the server stopped before this batch ran; retry"))
+            raise
         except Exception as exc:
             log.exception("inference failed for a batch of %d texts", len(batch))
-            error = InferenceFailed(
-                f"inference failed for the batch holding this request ({type(exc).__name__}); "
-                "other requests are unaffected, retry is safe"
+            _fail(
+                batch,
+                InferenceFailed(
+                    f"inference failed for the batch holding this request ({type(exc).__name__}); "
+                    "other requests are unaffected, retry is safe"
+                ),
             )
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
         else:
             for item, score in zip(batch, scores, strict=True):
                 if not item.future.done():
@@ -282,6 +295,12 @@ class Batcher:
             self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * seconds / len(batch)
             self._observer.batch_done(len(batch), seconds, padding_share(lengths, groups))
             self._slots.release()
+
+
+def _fail(batch: list[_Item], error: BaseException) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 def _balanced_chunks(groups: list[list[int]], lengths: list[int], n: int) -> list[list[int]]:

@@ -9,8 +9,9 @@ model and the same limits as the route, scores it with the same functions, and r
 the same response.
 
 Anything else goes to the FastAPI app unchanged, with the body it already read replayed:
-another path or method, a Content-Type that is not JSON, a chunked body, and every body that fails
-validation, so each 4xx answer is exactly the one the route gives. Errors after
+another path or method, a Content-Type that is not JSON (or several of them), a chunked
+body, a client that leaves mid-body, and every body that fails validation, so each 4xx
+answer is exactly the one the route gives. Errors after
 validation (overloaded, not ready, timeout, a failed batch) use the app's one error
 mapping (``service_error_response``). The route in routes.py stays the documented
 contract and serves the delegated requests; tests check both give identical answers.
@@ -36,15 +37,15 @@ class PredictFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_json_predict(scope):
             return await self.app(scope, receive, send)
-        body = await _read_body(receive)
-        if body is None:  # the client left before sending its body
-            return
+        messages, body = await _read_body(receive)
+        if body is None:  # the client left mid-body: let the route answer as it does
+            return await self.app(scope, _replay(messages, receive), send)
         try:
             texts = validated_texts(
                 PredictRequest.model_validate_json(body), scope["app"].state.settings
             )
         except (ValidationError, ServiceError):
-            return await self.app(scope, _replay(body, receive), send)
+            return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
             content = await _predict(scope, texts)
@@ -70,37 +71,46 @@ async def _predict(scope: Scope, texts: list[str]) -> bytes:
 
 
 def _is_json_predict(scope: Scope) -> bool:
-    """POST /predict with a JSON body of declared length (chunked bodies take the route,
-    where the body-size limit's 413 is handled)."""
+    """POST /predict with one JSON Content-Type and a body framed by Content-Length.
+
+    Anything else takes the route: chunked bodies (where the body-size limit counts and
+    answers 413), several Content-Type headers (the route reads the first).
+    """
     if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
         return False
-    headers = dict(scope["headers"])
-    if b"content-length" not in headers:
+    content_types = []
+    length = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_types.append(value)
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            return False
+    if length is None or not length.isdigit() or len(content_types) != 1:
         return False
-    return json_media_type(headers.get(b"content-type", b"").decode("latin-1"))
+    return json_media_type(content_types[0].decode("latin-1"))
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body (the body-size limit wraps ``receive``), or None on disconnect."""
-    chunks = []
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The messages received and the whole body, or None if the client disconnected."""
+    messages = []
     while True:
         message = await receive()
+        messages.append(message)
         if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
+            return messages, None
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return messages, b"".join(m.get("body", b"") for m in messages)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app the body read already, then the real channel."""
-    sent = False
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the messages read already, then the real channel."""
+    pending = list(messages)
 
     async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return pending.pop(0)
         return await receive()
 
     return replayed

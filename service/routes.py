@@ -42,10 +42,12 @@ from service.tokenizer import Encoded
 router = APIRouter()
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
 # pool, and that hop cost a third of the event loop's time per request (py-spy, bench/).
-# Up to this many characters are encoded on the loop (about 5 ms for plain ASCII, whose
-# Python fast path holds the GIL anyway, so a thread would only add hand-offs: 64 reviews
-# per request went 38 -> 40 req/s); beyond it, in a thread.
+# Up to this many characters of plain ASCII are encoded on the loop (about 5 ms: the
+# Python fast path holds the GIL anyway, so a thread would only add hand-offs; 64 reviews
+# per request went 38 -> 40 req/s). Other text goes through the Rust tokenizer, which
+# releases the GIL: beyond the smaller limit (about 1 ms) it is encoded in a thread.
 _INLINE_ENCODE_CHARS = 131_072
+_INLINE_RUST_CHARS = 16_384
 _CONTROL_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
 # JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text (not encodable as UTF-8)
 # and the tokenizer cannot take them.
@@ -101,8 +103,11 @@ async def get_runtime(request: Request) -> AsyncIterator[ModelRuntime]:
 
 
 def json_media_type(content_type: str) -> bool:
+    """application/json or application/*+json: the types FastAPI parses as JSON."""
     media = content_type.split(";")[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def require_json(request: Request) -> None:
@@ -154,7 +159,10 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
 
 async def encode(runtime: ModelRuntime, texts: list[str], with_tokens: bool) -> list[Encoded]:
     encoder = runtime.bundle.encoder
-    if len(texts) == 1 or sum(map(len, texts)) <= _INLINE_ENCODE_CHARS:
+    chars = sum(map(len, texts))
+    if len(texts) == 1 or chars <= _INLINE_RUST_CHARS:
+        return encoder.encode(texts, with_tokens)
+    if chars <= _INLINE_ENCODE_CHARS and all(t.isascii() for t in texts):
         return encoder.encode(texts, with_tokens)
     return await run_in_threadpool(encoder.encode, texts, with_tokens)
 

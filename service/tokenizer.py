@@ -18,6 +18,7 @@ Decisions (documented in docs/tokenizer.md):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,21 @@ class Encoded:
         return self.ids.count(UNK_ID)
 
 
+def _is_our_pipeline(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer`` applies exactly the rules ``TextEncoder._encode_ascii`` restates."""
+    given, ours = json.loads(tokenizer.to_str()), json.loads(new_tokenizer().to_str())
+    model = given.get("model") or {}
+    vocab = model.get("vocab") or {}
+    return (
+        given.get("normalizer") == ours["normalizer"]
+        and given.get("pre_tokenizer") == ours["pre_tokenizer"]
+        and not given.get("added_tokens")
+        and model.get("type") == "WordLevel"
+        and model.get("unk_token") == UNK_TOKEN
+        and vocab.get(UNK_TOKEN) == UNK_ID
+    )
+
+
 def truncate(items: Sequence, max_length: int, policy: str) -> Sequence:
     """Cut a token sequence to ``max_length`` by the bundle's policy.
 
@@ -140,6 +156,9 @@ class TextEncoder:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self._vocab = tokenizer.get_vocab()
+        # The Python path restates *our* rules; a tokenizer.json with other rules (an
+        # older or hand-edited bundle) is always encoded by the Rust library.
+        self._ascii_path = _is_our_pipeline(tokenizer)
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, truncation: str) -> TextEncoder:
@@ -155,9 +174,12 @@ class TextEncoder:
         ``with_tokens=False`` skips building the token strings (``tokens`` is then empty):
         scoring needs only the ids, and a long review has hundreds of tokens.
         """
-        if len(texts) == 1 and not _ASCII_OUTSIDE.search(texts[0]):  # the common request
+        if not self._ascii_path:
+            rust = list(range(len(texts)))
+        elif len(texts) == 1 and not _ASCII_OUTSIDE.search(texts[0]):  # the common request
             return [self._finish(*self._encode_ascii(texts[0], with_tokens), with_tokens)]
-        rust = [i for i, text in enumerate(texts) if _ASCII_OUTSIDE.search(text)]
+        else:
+            rust = [i for i, text in enumerate(texts) if _ASCII_OUTSIDE.search(text)]
         out: list[Encoded | None] = [None] * len(texts)
         if rust:
             # encode_batch parallelises in Rust; for one text its thread hand-off costs more.

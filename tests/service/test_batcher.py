@@ -293,3 +293,43 @@ async def test_observer_sees_batches(make_batcher):
     assert seen["done"] == [(2, pytest.approx(0.25))]  # 6 real of 8 slots: 25 % padding
     assert len(seen["wait"]) == 2 and all(w >= 0 for w in seen["wait"])
     assert seen["depth"][0] == 0  # reported per batch: the texts still waiting after it
+
+
+async def test_a_drain_that_times_out_still_answers_every_text(make_batcher):
+    """stop() gives up after its timeout: texts whose jobs never ran get ShuttingDown."""
+
+    def slow(batch: list[list[int]]) -> list[float]:
+        threading.Event().wait(0.5)
+        return [len(ids) / 1000 for ids in batch]
+
+    batcher, _ = make_batcher(slow, workers=2, max_batch_size=4)
+    # two batches, each split into two jobs: four jobs for two threads
+    first = asyncio.create_task(batcher.submit([seq(n) for n in (2, 3, 300, 310)]))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(batcher.submit([seq(n) for n in (4, 5, 400, 410)]))
+    await asyncio.sleep(0.05)
+    await batcher.stop(timeout_s=0.2)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(first, second, return_exceptions=True), timeout=5
+    )
+    for outcome in outcomes:
+        assert isinstance(outcome, (list, ShuttingDown)), outcome
+    assert any(isinstance(o, ShuttingDown) for o in outcomes)
+
+
+async def test_a_failing_job_waits_for_its_sibling(make_batcher):
+    """One chunk fails: the batch fails, but only after the other chunk has finished."""
+    finished: list[int] = []
+
+    def predict(batch: list[list[int]]) -> list[float]:
+        lengths = [len(ids) for ids in batch]
+        if 2 in lengths:
+            raise ValueError("injected failure")
+        threading.Event().wait(0.3)
+        finished.extend(lengths)
+        return [n / 1000 for n in lengths]
+
+    batcher, _ = make_batcher(predict, workers=2)
+    with pytest.raises(InferenceFailed):
+        await asyncio.wait_for(batcher.submit([seq(n) for n in (2, 3, 300, 310)]), 10)
+    assert sorted(finished) == [300, 310]  # the sibling job ran to its end first

@@ -14,7 +14,8 @@ import json
 import pytest
 from svc_testkit import NEGATIVE_TEXT, POSITIVE_TEXT, make_settings, serve
 
-JSON = {"content-type": "application/json"}
+JSON_TYPE = "application/json"
+JSON = {"content-type": JSON_TYPE}
 
 CASES = [
     ("one text", JSON, json.dumps({"text": POSITIVE_TEXT})),
@@ -33,6 +34,18 @@ CASES = [
     ("NaN", JSON, '{"text": NaN}'),
     ("text/plain", {"content-type": "text/plain"}, '{"text": "a"}'),
     ("no content type", {}, '{"text": "a"}'),
+    ("vendor +json", {"content-type": "application/vnd.example+json"}, '{"text": "fine"}'),
+    ("text/plain+json", {"content-type": "text/plain+json"}, '{"text": "fine"}'),
+    (
+        "two content types",
+        [("content-type", "text/plain"), ("content-type", JSON_TYPE)],
+        '{"text": "a"}',
+    ),
+    (
+        "json first of two",
+        [("content-type", JSON_TYPE), ("content-type", "text/plain")],
+        '{"text": "a"}',
+    ),
 ]
 
 
@@ -92,3 +105,70 @@ async def test_fast_path_errors_use_the_one_error_body(both_apps):
     body = response.json()
     assert body["error"]["code"] == "not_ready"
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+# -- framing and disconnects, at the ASGI level (no HTTP client sends these) -------------
+async def asgi_call(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes], disconnect=False):
+    """One POST /predict straight into the ASGI app; returns (status, body bytes)."""
+    messages = [
+        {"type": "http.request", "body": c, "more_body": k < len(chunks) - 1 or disconnect}
+        for k, c in enumerate(chunks)
+    ]
+    if disconnect:
+        messages.append({"type": "http.disconnect"})
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+    }
+    await app(scope, receive, send)
+    start = next((m for m in sent if m["type"] == "http.response.start"), None)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return (start["status"] if start else None), body
+
+
+def metric_statuses(app) -> str:
+    return app.state.metrics.render().decode()
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_chunked_body_declared_small_is_still_capped(fast_path):
+    """Content-Length and Transfer-Encoding: chunked (h11 frames it as chunked): counted."""
+    async with serve(make_settings(fast_path=fast_path, max_body_bytes=4096)) as (app, _):
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"20"),
+            (b"transfer-encoding", b"chunked"),
+        ]
+        chunks = [b'{"text": "', b"a" * 3000, b"a" * 3000, b'"}']
+        status, body = await asgi_call(app, headers, chunks)
+    assert status == 413, body
+
+
+async def test_client_leaving_mid_body_is_answered_like_the_route():
+    results = {}
+    for fast_path in (True, False):
+        async with serve(make_settings(fast_path=fast_path)) as (app, _):
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+            status, _ = await asgi_call(app, headers, [b'{"text": "par'], disconnect=True)
+            text = metric_statuses(app)
+            results[fast_path] = (status, 'status="500"' in text)
+    assert results[True] == results[False]
+    assert results[True][1] is False  # never counted as a server error

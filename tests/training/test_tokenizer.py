@@ -7,8 +7,10 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer
 
 from service.tokenizer import (
+    _ASCII_OUTSIDE,
     PAD_ID,
     UNK_ID,
     UNK_TOKEN,
@@ -180,8 +182,26 @@ def test_mixed_requests_keep_their_order(encoder):
     assert encoder.encode(texts) == [rust_path(encoder, t) for t in texts]
 
 
-@pytest.mark.parametrize(
-    "text", ["tab\there", "vertical\x0btab", "form\x0cfeed", "x\x1cy", "nul\x00"]
-)
-def test_other_control_characters_take_the_rust_path(encoder, text):
+@pytest.mark.parametrize("text", ["vertical\x0btab", "form\x0cfeed", "x\x1cy", "nul\x00", "é"])
+def test_other_characters_take_the_rust_path(encoder, text):
+    assert _ASCII_OUTSIDE.search(text)  # not eligible for the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
+
+
+def test_tab_newline_and_return_take_the_python_path_and_agree(encoder):
+    text = "tab\there\nnew line\r\nand <BR/>more"
+    assert not _ASCII_OUTSIDE.search(text)
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
+
+
+def test_a_tokenizer_with_other_rules_is_always_encoded_by_rust(encoder):
+    """An edited tokenizer.json (here: no lower-casing) must not get our Python rules."""
+    edited = json.loads(encoder.tokenizer.to_str())
+    edited["normalizer"]["normalizers"] = [
+        n for n in edited["normalizer"]["normalizers"] if n["type"] != "Lowercase"
+    ]
+    other = TextEncoder(Tokenizer.from_str(json.dumps(edited)), max_length=8)
+    assert not other._ascii_path and encoder._ascii_path
+    for text in ["Great Movie", "great movie", "I LOVED it!"]:
+        assert other.encode([text])[0] == rust_path(other, text)
+    assert other.encode(["Great"])[0].ids != encoder.encode(["Great"])[0].ids
