@@ -235,9 +235,11 @@ class Batcher:
         self._pending = self._pending[self.max_batch_size :]
         return batch
 
-    async def _run_split(self, sequences: list[list[int]], groups: list[list[int]]) -> list[float]:
+    async def _run_split(
+        self, sequences: list[list[int]], lengths: list[int], groups: list[list[int]]
+    ) -> list[float]:
         """Run the batch's length groups as one job per inference thread, in parallel."""
-        chunks = _balanced_chunks(groups, [len(s) for s in sequences], self.workers)
+        chunks = _balanced_chunks(groups, lengths, self.workers)
         loop = asyncio.get_running_loop()
         # Every chunk finishes before the batch does (its slot stays taken meanwhile),
         # even when one of them fails.
@@ -270,7 +272,7 @@ class Batcher:
         lengths = [len(s) for s in sequences]
         groups = pack_by_length(lengths)
         try:
-            scores = await self._run_split(sequences, groups)
+            scores = await self._run_split(sequences, lengths, groups)
             if len(scores) != len(batch):
                 raise RuntimeError(f"predict returned {len(scores)} scores for {len(batch)} texts")
         except asyncio.CancelledError:

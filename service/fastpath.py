@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ServiceError, service_error_response
-from service.routes import json_media_type, render_predictions, score_texts, validated_texts
+from service.routes import json_media_type, predict_json, validated_texts
 from service.schemas import PredictRequest
 
 _HEADERS = [(b"content-type", b"application/json")]
@@ -48,26 +48,13 @@ class PredictFastPath:
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
-            content = await _predict(scope, texts)
+            content = await predict_json(scope["app"].state, texts)
         except ServiceError as exc:
             response = service_error_response(Request(scope), exc)
             return await response(scope, receive, send)
         headers = [*_HEADERS, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-
-
-async def _predict(scope: Scope, texts: list[str]) -> bytes:
-    state = scope["app"].state
-    runtime = state.models.current()
-    runtime.acquire()  # the same version's tokenizer and model, even during a swap
-    try:
-        encoded, scores = await score_texts(runtime, texts, state.settings.request_timeout_s)
-        content = render_predictions(runtime, encoded, scores)
-    finally:
-        runtime.release()
-    state.metrics.count_texts("/predict", len(texts))
-    return content
 
 
 def _is_json_predict(scope: Scope) -> bool:

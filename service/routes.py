@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from service.errors import (
     BundleError,
@@ -183,19 +184,23 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     # The hot path. It takes no injected dependencies and answers with bytes it renders
     # itself: FastAPI's dependency solving and response-model re-validation cost more
     # event-loop time per request than tokenizing a review (py-spy, docs/performance.md).
-    state = request.app.state
-    settings: Settings = state.settings
-    texts = validated_texts(body, settings)
+    texts = validated_texts(body, request.app.state.settings)
     request.scope["state"]["texts"] = len(texts)
-    runtime = state.models.current()
+    content = await predict_json(request.app.state, texts)
+    return Response(content, media_type="application/json")
+
+
+async def predict_json(state: State, texts: list[str]) -> bytes:
+    """Score validated texts with the active model; the JSON answer (route and fast path)."""
+    runtime: ModelRuntime = state.models.current()
     runtime.acquire()  # the same version's tokenizer and model, even during a swap
     try:
-        encoded, scores = await score_texts(runtime, texts, settings.request_timeout_s)
-        body_bytes = render_predictions(runtime, encoded, scores)
+        encoded, scores = await score_texts(runtime, texts, state.settings.request_timeout_s)
+        content = render_predictions(runtime, encoded, scores)
     finally:
         runtime.release()
     state.metrics.count_texts("/predict", len(texts))
-    return Response(body_bytes, media_type="application/json")
+    return content
 
 
 async def score_texts(

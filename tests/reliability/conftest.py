@@ -29,16 +29,12 @@ from svc_testkit import Server  # noqa: E402
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server per module, small limits, admin API on: for bad input and fuzzing."""
-    server = Server(
+    with Server(
         tmp_path_factory.mktemp("live"),
         SENTIMENT_MAX_TEXTS_PER_REQUEST=str(LIVE_MAX_TEXTS),
         SENTIMENT_MAX_TEXT_CHARS=str(LIVE_MAX_CHARS),
         SENTIMENT_MAX_BODY_BYTES=str(LIVE_MAX_BODY),
         SENTIMENT_ADMIN_TOKEN=ADMIN_TOKEN,
         SENTIMENT_LOG_LEVEL="warning",
-    )
-    try:
-        server.start()
+    ) as server:
         yield server
-    finally:
-        server.stop()

@@ -37,17 +37,13 @@ MAX_503_SECONDS = 2.0  # logical bound: a refusal must not wait for queued or en
 
 @pytest.fixture
 def small_queue_server(tmp_path):
-    server = Server(
+    with Server(
         tmp_path,
         SENTIMENT_QUEUE_SIZE=str(QUEUE),
         SENTIMENT_MAX_TEXTS_PER_REQUEST=str(QUEUE),
         SENTIMENT_LOG_LEVEL="warning",
-    )
-    try:
-        server.start()
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -183,6 +183,17 @@ class Server:
             time.sleep(0.1)
         raise AssertionError(f"server not up within {STARTUP_TIMEOUT_S} s:\n{self.output()}")
 
+    def __enter__(self) -> Server:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     @property
     def pid(self) -> int:
         assert self.process is not None

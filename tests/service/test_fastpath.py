@@ -81,8 +81,8 @@ async def test_fast_path_serves_well_formed_requests(both_apps, monkeypatch):
     calls = []
     import service.routes as routes
 
-    original = routes.render_predictions
-    monkeypatch.setattr(routes, "render_predictions", lambda *a: calls.append(1) or original(*a))
+    original = routes.predict_json
+    monkeypatch.setattr(routes, "predict_json", lambda *a: calls.append(1) or original(*a))
     response = await fast.post("/predict", json={"text": POSITIVE_TEXT})
     assert response.status_code == 200
     assert calls == []  # the route would have called the patched function
