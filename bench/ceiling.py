@@ -5,7 +5,9 @@ front, sorted by length, cut into batches and padded (the least padding any batc
 achieve), and each batch is one ``session.run`` on the bundle's session. Every
 combination of intra-op threads x batch size x calling threads (each thread calls
 ``session.run`` on its own batches of one shared session) runs for a fixed time over the
-batches in a shuffled order, and the best texts/s is the ceiling.
+batches in a shuffled order. The service can also pass several batches to one call
+(service/grouped.py), so the best thread setting is measured that way too, at the two
+smallest batch sizes. The best texts/s of all is the ceiling.
 
 Runs in its own process (``python -m bench.ceiling``) so its CPU time and peak RSS are
 measured like a server's.
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.workloads import texts_of
+from service.grouped import GROUP_COUNTS
 from service.tokenizer import pad_batch
 
 
@@ -35,13 +38,31 @@ def _batches(ids: list[list[int]], batch_size: int, seed: int = 0) -> list[list[
     return batches
 
 
-def measure(bundle, ids: list[list[int]], batch_size: int, threads: int, budget_s: float) -> dict:
-    """texts/s and per-batch latency for one configuration, ``budget_s`` of timed calls."""
-    # Padded up front, and run on the raw session: not ``Bundle.score_ids``, whose own
-    # batching policy is part of the service under test, not of the ceiling.
-    batches = [pad_batch(b) for b in _batches(ids, batch_size)]
-    session, feed = bundle.session, bundle.input_name
-    session.run(None, {feed: batches[0]})  # warm-up: first run allocates
+def measure(
+    bundle,
+    ids: list[list[int]],
+    batch_size: int,
+    threads: int,
+    budget_s: float,
+    batches_per_call: int = 1,
+) -> dict:
+    """texts/s and per-call latency for one configuration, ``budget_s`` of timed calls."""
+    # Padded up front, and run on the raw session (or the grouped sessions): not
+    # ``Bundle.score_ids``, whose batching policy is part of the service under test.
+    padded = [pad_batch(b) for b in _batches(ids, batch_size)]
+    if batches_per_call == 1:
+        session, feed = bundle.session, bundle.input_name
+        calls = [(b, len(b)) for b in padded]
+
+        def run(batch):
+            session.run(None, {feed: batch})
+    else:
+        calls = [
+            (padded[k : k + batches_per_call], sum(map(len, padded[k : k + batches_per_call])))
+            for k in range(0, len(padded), batches_per_call)
+        ]
+        run = bundle.grouped.run
+    run(calls[0][0])  # warm-up: first run allocates
     lock = threading.Lock()
     cursor = itertools.count()
     latencies: list[float] = []
@@ -51,13 +72,13 @@ def measure(bundle, ids: list[list[int]], batch_size: int, threads: int, budget_
     def worker() -> None:
         while time.perf_counter() < deadline:
             with lock:
-                batch = batches[next(cursor) % len(batches)]
+                batch, size = calls[next(cursor) % len(calls)]
             t0 = time.perf_counter()
-            session.run(None, {feed: batch})
+            run(batch)
             elapsed = time.perf_counter() - t0
             with lock:
                 latencies.append(elapsed)
-                texts[0] += len(batch)
+                texts[0] += size
 
     started, cpu_started = time.perf_counter(), time.process_time()
     pool = [threading.Thread(target=worker) for _ in range(threads)]
@@ -70,6 +91,7 @@ def measure(bundle, ids: list[list[int]], batch_size: int, threads: int, budget_
     lat = np.array(latencies) * 1000
     return {
         "batch_size": batch_size,
+        "batches_per_call": batches_per_call,
         "threads": threads,
         "texts": texts[0],
         "batches": len(latencies),
@@ -91,6 +113,7 @@ def sweep(
     batch_sizes: list[int],
     threads: list[int],
     budget_s: float,
+    grouped_calls: bool = True,
 ) -> list[dict]:
     from service.bundle import load_bundle
 
@@ -101,7 +124,16 @@ def sweep(
         for batch_size, n_threads in itertools.product(batch_sizes, threads):
             row = measure(bundle, ids, batch_size, n_threads, budget_s)
             rows.append({"intra_op_threads": intra, "variant": variant, **row})
+        best = max((r for r in rows if r["intra_op_threads"] == intra), key=_texts_per_s)
+        if grouped_calls and bundle.grouped is not None:
+            for batch_size in sorted(batch_sizes)[:2]:
+                row = measure(bundle, ids, batch_size, best["threads"], budget_s, GROUP_COUNTS[-1])
+                rows.append({"intra_op_threads": intra, "variant": variant, **row})
     return rows
+
+
+def _texts_per_s(row: dict) -> float:
+    return row["texts_per_s"]
 
 
 def _ints(text: str) -> list[int]:
@@ -134,14 +166,15 @@ def main(argv: list[str] | None = None) -> None:
     result = {"sweep": rows, "best": best, "reviews": best}
     if args.sentences:
         # The best configuration found on reviews, applied to short sentences.
-        result["sentences"] = sweep(
-            args.bundle,
-            texts_of(args.sentences),
-            intra_ops=[best["intra_op_threads"]],
-            batch_sizes=[best["batch_size"]],
-            threads=[best["threads"]],
-            **common,
-        )[0]
+        from service.bundle import load_bundle
+
+        intra = best["intra_op_threads"]
+        bundle = load_bundle(args.bundle, variant=args.variant, intra_op_threads=intra)
+        ids = bundle.encoder.encode_ids(texts_of(args.sentences))
+        row = measure(
+            bundle, ids, best["batch_size"], best["threads"], args.budget, best["batches_per_call"]
+        )
+        result["sentences"] = {"intra_op_threads": intra, "variant": args.variant, **row}
     # ru_maxrss is in KiB on Linux.
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
     args.out.write_text(json.dumps(result, indent=2) + "\n")

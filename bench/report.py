@@ -60,12 +60,12 @@ def http_row(
 
 
 def ceiling_row(system: str, workload: str, best: dict, peak_rss_mb: float) -> dict:
-    """(d): a 'request' is one batch; latency is per batch."""
+    """(d): a 'request' is one call (one batch, or several in one grouped call)."""
     seconds = best["seconds"]
     return {
         "system": system,
         "workload": workload,
-        "texts_per_request": best["batch_size"],
+        "texts_per_request": best["batch_size"] * best.get("batches_per_call", 1),
         "concurrency": best["threads"],
         "intra_op_threads": best["intra_op_threads"],
         "requests": best["batches"],

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from service.errors import BundleError
+from service.grouped import GroupedRunner, shared_weights
 from service.packing import pack_by_length
 from service.tokenizer import TextEncoder, pad_batch
 
@@ -38,6 +40,7 @@ class Bundle:
     session: ort.InferenceSession
     input_name: str
     variant: str
+    grouped: GroupedRunner | None = None  # several groups per call (service/grouped.py)
 
     @property
     def name(self) -> str:
@@ -62,9 +65,13 @@ class Bundle:
         depend on its company, and padding stays small.
         """
         scores = np.empty(len(sequences), dtype=np.float32)
-        for group in pack_by_length([len(s) for s in sequences]):
-            batch = pad_batch([sequences[i] for i in group])
-            out = self.session.run(None, {self.input_name: batch})[0]
+        groups = pack_by_length([len(s) for s in sequences])
+        batches = [pad_batch([sequences[i] for i in group]) for group in groups]
+        if self.grouped is not None:
+            outputs = self.grouped.run(batches)
+        else:
+            outputs = [self.session.run(None, {self.input_name: b})[0] for b in batches]
+        for group, out in zip(groups, outputs, strict=True):
             scores[group] = np.asarray(out, dtype=np.float32).reshape(-1)
         return scores
 
@@ -183,8 +190,13 @@ def _load_bundle(bundle_dir: Path, variant: str, intra_op_threads: int) -> Bundl
         max_length=int(spec["max_length"]),
         truncation=spec["truncation"],
     )
-    session = _open_session(bundle_dir / model_file, intra_op_threads)
-    bundle = Bundle(bundle_dir, manifest, encoder, session, spec.get("name", "input_ids"), variant)
+    graph = _read_graph(bundle_dir / model_file)
+    weights = shared_weights(graph) if graph is not None else {}
+    session = _open_session(bundle_dir / model_file, intra_op_threads, weights)
+    grouped = _grouped_runner(graph, session, weights, intra_op_threads)
+    del graph  # (its large tensors were moved into ``weights``)
+    input_name = spec.get("name", "input_ids")
+    bundle = Bundle(bundle_dir, manifest, encoder, session, input_name, variant, grouped)
     _check_served_fields(bundle)
     if variant == "float":  # reference scores are the float model's
         self_check(bundle)
@@ -205,16 +217,50 @@ def _check_served_fields(bundle: Bundle) -> None:
     bundle.summary()  # every field /model reports is present
 
 
-def _open_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
+def _session_options(intra_op_threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _open_session(
+    path: Path, intra_op_threads: int, weights: dict[str, ort.OrtValue]
+) -> ort.InferenceSession:
+    options = _session_options(intra_op_threads)
+    for name, value in weights.items():  # the one copy the grouped sessions read too
+        options.add_initializer(name, value)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise BundleError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+
+
+def _read_graph(path: Path) -> onnx.ModelProto | None:
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnxruntime will say what is wrong, if anything is
+        log.warning("cannot parse %s with onnx (%s): one onnxruntime call per group", path, exc)
+        return None
+
+
+def _grouped_runner(
+    graph: onnx.ModelProto | None,
+    session: ort.InferenceSession,
+    weights: dict[str, ort.OrtValue],
+    intra_op_threads: int,
+) -> GroupedRunner | None:
+    """Sessions that run several groups per call; None (one call per group) if the graph
+    cannot be replicated: scores are the same either way, only speed differs."""
+    if graph is None:
+        return None
+    try:
+        return GroupedRunner(graph, session, weights, lambda: _session_options(intra_op_threads))
+    except Exception as exc:  # an unusual graph (subgraphs, several inputs): run it plainly
+        log.warning("one onnxruntime call per group (%s)", exc)
+        return None
 
 
 def self_check(bundle: Bundle) -> None:

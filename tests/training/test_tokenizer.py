@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from service.tokenizer import (
-    _ASCII_OUTSIDE,
     PAD_ID,
     UNK_ID,
     UNK_TOKEN,
@@ -134,7 +133,7 @@ def test_ids_in_range_deterministic_and_bounded(encoder, text):
     assert first.unknown_tokens == sum(1 for t in first.tokens if t == UNK_TOKEN)
 
 
-# -- the ASCII fast path must give exactly what the Rust tokenizer gives ----------------
+# -- the Python path must give exactly what the Rust tokenizer gives --------------------
 def rust_path(encoder: TextEncoder, text: str):
     """The reference: tokenizer.json through the Rust library, then our truncation."""
     enc = encoder.tokenizer.encode(text, add_special_tokens=False)
@@ -173,24 +172,120 @@ ASCII_PIECES = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(ASCII_PIECES, max_size=12).map("".join))
 def test_ascii_fast_path_equals_the_rust_tokenizer(encoder, text):
+    assert encoder._normalize(text) is not None  # printable ASCII always takes the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
     assert encoder.encode([text], with_tokens=False)[0].ids == rust_path(encoder, text).ids
 
 
+# Characters the per-character folding must get right, or must leave to Rust: accents
+# (composed and combining), quotes, dashes, symbols, compatibility forms (full-width,
+# ligatures, fractions, Kelvin sign, Roman numerals, titlecase digraphs), letters that
+# stay non-ASCII, spaces and joiners that Rust counts as \s or \w, C1 controls, a
+# character whose fold is a back-tick (U+1FEF), and full-width "<br>" parts (not a break
+# in Rust: it is replaced before NFKD).
+UNICODE_PIECES = st.sampled_from(
+    [
+        "é",
+        "ï",
+        "ç",
+        "Ñ",
+        "e\u0301",
+        "\u0301",
+        "‘",
+        "’",
+        "“",
+        "”",
+        "´",
+        "–",
+        "—",
+        "…",
+        "£",
+        "½",
+        "°",
+        "²",
+        "·",
+        "¡",
+        "\xa0",
+        "\u3000",
+        "\u2009",
+        "\u200b",
+        "\u200d",
+        "Ｆｉｎｅ",
+        "ﬁ",
+        "\u212a",
+        "Ⅻ",
+        "ǅ",
+        "İ",
+        "ß",
+        "æ",
+        "Σ",
+        "ς",
+        "中文",
+        "٣",
+        "😀",
+        "👍🏻",
+        "\x85",
+        "\x96",
+        "\u1fef",
+        "\u2044",
+        "＜ｂｒ＞",
+        "<ｂｒ>",
+        "<br\xa0/>",
+        "<\u2009br>",
+        "\uff1cbr\uff1e",
+        "Café",
+        "NAÏVE",
+        "don’t",
+        "it´s",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(ASCII_PIECES, UNICODE_PIECES), max_size=12).map("".join))
+def test_python_path_equals_the_rust_tokenizer_on_mixed_text(encoder, text):
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
+    assert encoder.encode([text], with_tokens=False)[0].ids == rust_path(encoder, text).ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_python_path_equals_the_rust_tokenizer_on_any_text(encoder, text):
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "python"),
+    [
+        ("café naïve", True),
+        ("don’t – £5", True),
+        ("Ｆｉｎｅ film", True),
+        ("中文 straße", True),  # letters both engines call \w
+        ("a\xa0b\u3000c", True),  # spaces both engines call \s
+        ("x\u200dy", True),  # a joiner: punctuation to both (Oniguruma does not follow UTS#18)
+        ("x\u0903y", True),  # a mark: \w to Rust only, but accent stripping removes it
+        ("\U00010116", False),  # a number that is not a digit: \w to Python, not to Rust
+    ],
+)
+def test_which_texts_the_python_path_takes(encoder, text, python):
+    assert (encoder._normalize(text) is not None) == python
+    assert encoder.encode([text])[0] == rust_path(encoder, text)
+
+
 def test_mixed_requests_keep_their_order(encoder):
-    texts = ["I loved it", "café naïve", "great film!", "Ｆｉｎｅ film", ""]
+    texts = ["I loved it", "café naïve", "great film!", "Ｆｉｎｅ film", "", "straße 中文"]
     assert encoder.encode(texts) == [rust_path(encoder, t) for t in texts]
 
 
-@pytest.mark.parametrize("text", ["vertical\x0btab", "form\x0cfeed", "x\x1cy", "nul\x00", "é"])
-def test_other_characters_take_the_rust_path(encoder, text):
-    assert _ASCII_OUTSIDE.search(text)  # not eligible for the Python path
+@pytest.mark.parametrize("text", ["vertical\x0btab", "form\x0cfeed", "x\x1cy", "nul\x00"])
+def test_control_characters_take_the_rust_path(encoder, text):
+    assert encoder._normalize(text) is None  # not eligible for the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
 
 
 def test_tab_newline_and_return_take_the_python_path_and_agree(encoder):
     text = "tab\there\nnew line\r\nand <BR/>more"
-    assert not _ASCII_OUTSIDE.search(text)
+    assert encoder._normalize(text) is not None
     assert encoder.encode([text])[0] == rust_path(encoder, text)
 
 
@@ -201,7 +296,7 @@ def test_a_tokenizer_with_other_rules_is_always_encoded_by_rust(encoder):
         n for n in edited["normalizer"]["normalizers"] if n["type"] != "Lowercase"
     ]
     other = TextEncoder(Tokenizer.from_str(json.dumps(edited)), max_length=8)
-    assert not other._ascii_path and encoder._ascii_path
+    assert not other._python_path and encoder._python_path
     for text in ["Great Movie", "great movie", "I LOVED it!"]:
         assert other.encode([text])[0] == rust_path(other, text)
     assert other.encode(["Great"])[0].ids != encoder.encode(["Great"])[0].ids

@@ -1,0 +1,109 @@
+"""Several length groups per onnxruntime call: the same numbers as one call per group."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import service.bundle as bundle_module
+from service.bundle import load_bundle
+from service.grouped import GROUP_COUNTS, replicate
+from service.packing import pack_by_length
+from service.tokenizer import pad_batch
+
+
+@pytest.fixture(scope="module", params=["float", "int8"])
+def variant_bundle(request, bundle_dir):
+    return load_bundle(bundle_dir, variant=request.param)
+
+
+@pytest.fixture(scope="module")
+def reviews(bundle_dir) -> list[str]:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    texts = [r["text"] for r in manifest["reference"]]
+    # Lengths from one word to far past the model's maximum, so the groups differ in width.
+    return texts + [" ".join(texts) * k for k in (1, 3, 9)] + ["ok", "bad!", "fine film"]
+
+
+def padded_groups(bundle, texts: list[str]) -> list[np.ndarray]:
+    ids = bundle.encoder.encode_ids(texts)
+    return [pad_batch([ids[i] for i in g]) for g in pack_by_length([len(s) for s in ids])]
+
+
+def plain_runs(bundle, batches: list[np.ndarray]) -> list[np.ndarray]:
+    return [bundle.session.run(None, {bundle.input_name: b})[0] for b in batches]
+
+
+def test_grouped_calls_give_exactly_the_separate_calls_results(variant_bundle, reviews):
+    bundle = variant_bundle
+    assert bundle.grouped is not None
+    batches = padded_groups(bundle, reviews * 3)
+    assert len(batches) > GROUP_COUNTS[-1]  # more groups than one call carries
+    for n in (1, 2, 3, 5, GROUP_COUNTS[-1], GROUP_COUNTS[-1] + 1, len(batches)):
+        got = bundle.grouped.run(batches[:n])
+        want = plain_runs(bundle, batches[:n])
+        assert len(got) == n
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and np.array_equal(g, w)  # bit for bit, not approximately
+
+
+def test_score_ids_is_the_same_with_and_without_grouping(variant_bundle, reviews):
+    bundle = variant_bundle
+    ids = bundle.encoder.encode_ids(reviews * 2)
+    ungrouped = dataclasses.replace(bundle, grouped=None)
+    assert np.array_equal(bundle.score_ids(ids), ungrouped.score_ids(ids))
+
+
+def test_a_graph_that_cannot_be_replicated_is_served_one_group_per_call(
+    bundle_dir, monkeypatch, reviews
+):
+    def refuse(*args, **kwargs):
+        raise ValueError("graphs with subgraphs (If, Loop, Scan) are not replicated")
+
+    monkeypatch.setattr(bundle_module, "GroupedRunner", refuse)
+    fallback = load_bundle(bundle_dir)  # loads, passes its self-check
+    assert fallback.grouped is None
+    grouped = load_bundle(bundle_dir.parent / bundle_dir.name)
+    ids = grouped.encoder.encode_ids(reviews)
+    assert np.allclose(fallback.score_ids(ids), grouped.score_ids(ids), atol=1e-6)
+
+
+def _tiny_model(nodes, inputs, outputs) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_replicate_refuses_graphs_it_cannot_copy():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"])
+    two_inputs = _tiny_model([helper.make_node("Add", ["x", "y"], ["z"])], [x, y], [z])
+    with pytest.raises(ValueError, match="one input"):
+        replicate(two_inputs, 2)
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["b"])], "b", [], [y])
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    with_if = _tiny_model(
+        [helper.make_node("If", ["c"], ["z"], then_branch=branch, else_branch=branch)], [cond], [z]
+    )
+    with pytest.raises(ValueError, match="subgraphs"):
+        replicate(with_if, 2)
+
+
+def test_replicated_graph_has_independent_inputs_and_shared_weights(bundle_dir):
+    model = onnx.load(str(bundle_dir / "model.onnx"))
+    weights = {init.name for init in model.graph.initializer}
+    copied = replicate(model, 3)
+    onnx.checker.check_model(copied)
+    source, target = model.graph.input[0].name, model.graph.output[0].name
+    assert [i.name for i in copied.graph.input] == [f"{source}_{k}" for k in range(3)]
+    assert [o.name for o in copied.graph.output] == [f"{target}_{k}" for k in range(3)]
+    assert {init.name for init in copied.graph.initializer} == weights  # once, not three times
+    assert len(copied.graph.node) == 3 * len(model.graph.node)
+    # Each copy's symbolic sizes are its own (a shared one would force equal shapes).
+    dims = [d.dim_param for i in copied.graph.input for d in i.type.tensor_type.shape.dim]
+    assert len(set(dims)) == len(dims)
