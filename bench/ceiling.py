@@ -62,7 +62,11 @@ def measure(
             for k in range(0, len(padded), batches_per_call)
         ]
         run = bundle.grouped.run
-    run(calls[0][0])  # warm-up: first run allocates
+    # Warm-up: a session's first run allocates. Grouped calls may use any of the grouped
+    # sessions and the plain one (for a trailing single batch): warm them all.
+    warm = [calls[0][0]] if batches_per_call == 1 else [padded[:n] for n in (1, *GROUP_COUNTS)]
+    for first in warm:
+        run(first)
     lock = threading.Lock()
     cursor = itertools.count()
     latencies: list[float] = []

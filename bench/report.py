@@ -65,7 +65,7 @@ def ceiling_row(system: str, workload: str, best: dict, peak_rss_mb: float) -> d
     return {
         "system": system,
         "workload": workload,
-        "texts_per_request": best["batch_size"] * best.get("batches_per_call", 1),
+        "texts_per_request": round(best["texts"] / best["batches"], 1),
         "concurrency": best["threads"],
         "intra_op_threads": best["intra_op_threads"],
         "requests": best["batches"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,9 @@ class Bundle:
     input_name: str
     variant: str
     grouped: GroupedRunner | None = None  # several groups per call (service/grouped.py)
+    # The large weights the sessions read without owning (``shared_weights``): held here
+    # for as long as the sessions live, grouped or not.
+    weights: dict[str, ort.OrtValue] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -191,12 +194,14 @@ def _load_bundle(bundle_dir: Path, variant: str, intra_op_threads: int) -> Bundl
         truncation=spec["truncation"],
     )
     graph = _read_graph(bundle_dir / model_file)
-    weights = shared_weights(graph) if graph is not None else {}
+    weights = _shared_weights(graph)
+    if weights is None:  # the graph's large tensors cannot be held outside onnxruntime
+        graph, weights = None, {}
     session = _open_session(bundle_dir / model_file, intra_op_threads, weights)
     grouped = _grouped_runner(graph, session, weights, intra_op_threads)
     del graph  # (its large tensors were moved into ``weights``)
     input_name = spec.get("name", "input_ids")
-    bundle = Bundle(bundle_dir, manifest, encoder, session, input_name, variant, grouped)
+    bundle = Bundle(bundle_dir, manifest, encoder, session, input_name, variant, grouped, weights)
     _check_served_fields(bundle)
     if variant == "float":  # reference scores are the float model's
         self_check(bundle)
@@ -243,6 +248,18 @@ def _read_graph(path: Path) -> onnx.ModelProto | None:
         return onnx.load(str(path))
     except Exception as exc:  # onnxruntime will say what is wrong, if anything is
         log.warning("cannot parse %s with onnx (%s): one onnxruntime call per group", path, exc)
+        return None
+
+
+def _shared_weights(graph: onnx.ModelProto | None) -> dict[str, ort.OrtValue] | None:
+    """``shared_weights``; None (sessions keep their own copies, one call per group) if the
+    graph was not read or its large tensors cannot be held outside onnxruntime (bfloat16)."""
+    if graph is None:
+        return None
+    try:
+        return shared_weights(graph)
+    except Exception as exc:
+        log.warning("weights not shared, one onnxruntime call per group (%s)", exc)
         return None
 
 

@@ -81,13 +81,17 @@ def replicate(model: onnx.ModelProto, copies: int, fed: Collection[str] = ()) ->
 def shared_weights(model: onnx.ModelProto) -> dict[str, ort.OrtValue]:
     """The model's large initializers as arrays that sessions borrow instead of copying.
 
-    The tensors' bytes are moved out of ``model`` (it keeps their names, types and shapes).
+    Sessions given these (``add_initializer``, or fed as inputs) read this memory without
+    holding a reference: whoever holds the sessions must hold this dict too
+    (``Bundle.weights``). The tensors' bytes are then moved out of ``model`` (it keeps
+    their names, types and shapes); if any tensor cannot be wrapped, ``model`` is unchanged.
     """
-    weights = {}
-    for init in model.graph.initializer:
-        if _nbytes(init) >= FED_BYTES:
-            weights[init.name] = ort.OrtValue.ortvalue_from_numpy(numpy_helper.to_array(init))
-            init.ClearField("raw_data")
+    large = [init for init in model.graph.initializer if _nbytes(init) >= FED_BYTES]
+    weights = {
+        init.name: ort.OrtValue.ortvalue_from_numpy(numpy_helper.to_array(init)) for init in large
+    }
+    for init in large:
+        init.ClearField("raw_data")
     return weights
 
 

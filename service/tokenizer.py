@@ -51,7 +51,13 @@ _TOKEN_CLASSES = (r"\w", r"\s")  # what the pre-tokenizer asks (of the normalise
 _PYTHON_CLASSES = {c: re.compile(c) for c in _BREAK_CLASSES + _TOKEN_CLASSES}
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # texts with these: Rust path
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_FOLD_CACHE_SIZE = 65_536  # distinct non-ASCII characters remembered (a few MB at most)
+# Folding a character the first time costs ~8 µs (five calls into Rust); the results are
+# remembered, up to this many characters (a few MB). A text needing more new characters
+# than ``_NEW_FOLDS_PER_TEXT``, or any once the memory is full, goes through Rust instead:
+# a client sending rare characters can slow its own texts down, never the event loop.
+_FOLD_CACHE_SIZE = 65_536
+_NEW_FOLDS_PER_TEXT = 32
+_UNSEEN = object()
 
 
 def _normalizer() -> normalizers.Normalizer:
@@ -221,8 +227,8 @@ class TextEncoder:
         if _ASCII_CONTROL.search(text):
             return None
         if not text.isascii():
-            folds = {char: self._fold(char) for char in set(_NON_ASCII.findall(text))}
-            if None in folds.values():
+            folds = self._folds_of(text)
+            if folds is None:
                 return None
         text = _BREAK.sub(" ", text).replace("`", "'")
         if not text.isascii():
@@ -230,12 +236,24 @@ class TextEncoder:
                 text = text.replace(char, fold)
         return text.lower()
 
+    def _folds_of(self, text: str) -> dict[str, str] | None:
+        """The fold of each distinct non-ASCII character of ``text``; None if one has none."""
+        folds: dict[str, str] = {}
+        new = 0
+        for char in set(_NON_ASCII.findall(text)):
+            fold = self._folds.get(char, _UNSEEN)
+            if fold is _UNSEEN:
+                if new == _NEW_FOLDS_PER_TEXT or len(self._folds) >= _FOLD_CACHE_SIZE:
+                    return None
+                new += 1
+                fold = self._folds[char] = self._fold(char)
+            if fold is None:
+                return None
+            folds[char] = fold
+        return folds
+
     def _fold(self, char: str) -> str | None:
         """One non-ASCII character as the Rust normalizer leaves it; None if Python must not."""
-        try:
-            return self._folds[char]
-        except KeyError:
-            pass
         if "\ud800" <= char <= "\udfff":  # a lone surrogate: left to Rust, which refuses it
             return None
         fold: str | None = self.tokenizer.normalizer.normalize_str(char)
@@ -246,8 +264,6 @@ class TextEncoder:
             and fold.lower() == fold  # (the whole text is lower-cased by Python afterwards)
         ):
             fold = None
-        if len(self._folds) < _FOLD_CACHE_SIZE:
-            self._folds[char] = fold
         return fold
 
     def _classified_alike(self, char: str, classes: tuple[str, ...]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 
 import numpy as np
@@ -59,18 +60,51 @@ def test_score_ids_is_the_same_with_and_without_grouping(variant_bundle, reviews
     assert np.array_equal(bundle.score_ids(ids), ungrouped.score_ids(ids))
 
 
+def _scores_survive_memory_reuse(bundle, texts: list[str]) -> None:
+    """The sessions read weights they do not own: they must still be there later."""
+    before = bundle.score_texts(texts)
+    gc.collect()
+    # Blocks just under the embedding's size (10.2 MB float, 2.6 MB int8) land where a
+    # freed one was, and fill it with NaN.
+    garbage = [
+        np.full(size // 4 + i, np.nan, dtype=np.float32)
+        for size in (10_000_000, 2_500_000)
+        for i in range(8)
+    ]
+    after = bundle.score_texts(texts)
+    del garbage
+    assert np.array_equal(before, after)
+
+
 def test_a_graph_that_cannot_be_replicated_is_served_one_group_per_call(
-    bundle_dir, monkeypatch, reviews
+    bundle_dir, monkeypatch, reviews, reference
 ):
     def refuse(*args, **kwargs):
         raise ValueError("graphs with subgraphs (If, Loop, Scan) are not replicated")
 
     monkeypatch.setattr(bundle_module, "GroupedRunner", refuse)
     fallback = load_bundle(bundle_dir)  # loads, passes its self-check
-    assert fallback.grouped is None
-    grouped = load_bundle(bundle_dir.parent / bundle_dir.name)
+    assert fallback.grouped is None and fallback.weights  # the borrowed weights stay held
+    _scores_survive_memory_reuse(fallback, [r["text"] for r in reference])
+    monkeypatch.undo()
+    grouped = load_bundle(bundle_dir)
     ids = grouped.encoder.encode_ids(reviews)
     assert np.allclose(fallback.score_ids(ids), grouped.score_ids(ids), atol=1e-6)
+
+
+def test_weights_that_cannot_be_shared_are_left_to_onnxruntime(bundle_dir, monkeypatch, reference):
+    def refuse(model):
+        raise RuntimeError("Creation of OrtValues is currently only supported from non-string")
+
+    monkeypatch.setattr(bundle_module, "shared_weights", refuse)
+    plain = load_bundle(bundle_dir)  # no crash, no BundleError: served one group per call
+    assert plain.grouped is None and plain.weights == {}
+    _scores_survive_memory_reuse(plain, [r["text"] for r in reference])
+
+
+def test_grouped_bundle_keeps_its_weights_alive(bundle, reference):
+    assert bundle.grouped is not None and bundle.weights
+    _scores_survive_memory_reuse(bundle, [r["text"] for r in reference] * 3)
 
 
 def _tiny_model(nodes, inputs, outputs) -> onnx.ModelProto:

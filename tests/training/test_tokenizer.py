@@ -272,6 +272,23 @@ def test_which_texts_the_python_path_takes(encoder, text, python):
     assert encoder.encode([text])[0] == rust_path(encoder, text)
 
 
+def test_folding_new_characters_is_bounded_per_text_and_in_total(monkeypatch):
+    """Rare characters cost Python ~8 µs each the first time: beyond a budget, Rust."""
+    import service.tokenizer as module
+
+    fresh = TextEncoder(train_tokenizer(CORPUS, vocab_size=200, min_frequency=1), max_length=8)
+    many = "".join(chr(0x4E00 + i) for i in range(module._NEW_FOLDS_PER_TEXT + 1))  # CJK
+    assert fresh._normalize(many) is None  # too many unseen characters for one text
+    assert fresh.encode([many])[0] == rust_path(fresh, many)
+    few = many[: module._NEW_FOLDS_PER_TEXT]
+    assert fresh._normalize(few) is not None  # within the budget: folded and remembered
+    assert fresh._normalize(many) is not None  # now only one of them is new
+    monkeypatch.setattr(module, "_FOLD_CACHE_SIZE", len(fresh._folds))  # memory full
+    assert fresh._normalize(many + "é") is None  # a character never seen: Rust
+    assert fresh.encode([many + "é"])[0] == rust_path(fresh, many + "é")
+    assert fresh._normalize(many) is not None  # characters already known: still Python
+
+
 def test_mixed_requests_keep_their_order(encoder):
     texts = ["I loved it", "café naïve", "great film!", "Ｆｉｎｅ film", "", "straße 中文"]
     assert encoder.encode(texts) == [rust_path(encoder, t) for t in texts]
