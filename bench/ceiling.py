@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=_ints(args.threads),
         **common,
     )
-    best = max(rows, key=lambda r: r["texts_per_s"])
+    best = max(rows, key=_texts_per_s)
     result = {"sweep": rows, "best": best, "reviews": best}
     if args.sentences:
         # The best configuration found on reviews, applied to short sentences.

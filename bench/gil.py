@@ -36,16 +36,16 @@ def _score(bundle, grouped: bool):
 
 def measure(bundle, requests: list[list[str]], grouped: bool, pipeline: bool, seconds: float):
     score = _score(bundle, grouped)
+    encoded = None if pipeline else [bundle.encoder.encode_ids(r) for r in requests]
     work: queue.Queue = queue.Queue(maxsize=4)
     done = [0]
     stop = time.perf_counter() + seconds
-    encoded = [bundle.encoder.encode_ids(r) for r in requests]
 
     def feed() -> None:
         i = 0
         while time.perf_counter() < stop:
             n = i % len(requests)
-            ids = bundle.encoder.encode_ids(requests[n]) if pipeline else encoded[n]
+            ids = encoded[n] if encoded else bundle.encoder.encode_ids(requests[n])
             for k in range(0, len(ids), CHUNK):
                 work.put(ids[k : k + CHUNK])
             i += 1

@@ -193,10 +193,7 @@ def _load_bundle(bundle_dir: Path, variant: str, intra_op_threads: int) -> Bundl
         max_length=int(spec["max_length"]),
         truncation=spec["truncation"],
     )
-    graph = _read_graph(bundle_dir / model_file)
-    weights = _shared_weights(graph)
-    if weights is None:  # the graph's large tensors cannot be held outside onnxruntime
-        graph, weights = None, {}
+    graph, weights = _graph_and_weights(bundle_dir / model_file)
     session = _open_session(bundle_dir / model_file, intra_op_threads, weights)
     grouped = _grouped_runner(graph, session, weights, intra_op_threads)
     del graph  # (its large tensors were moved into ``weights``)
@@ -243,24 +240,19 @@ def _open_session(
         raise BundleError(f"{path}: onnxruntime cannot load it ({exc})") from exc
 
 
-def _read_graph(path: Path) -> onnx.ModelProto | None:
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # onnxruntime will say what is wrong, if anything is
-        log.warning("cannot parse %s with onnx (%s): one onnxruntime call per group", path, exc)
-        return None
+def _graph_and_weights(path: Path) -> tuple[onnx.ModelProto | None, dict[str, ort.OrtValue]]:
+    """The graph (to copy for grouped calls) and its large weights (``shared_weights``).
 
-
-def _shared_weights(graph: onnx.ModelProto | None) -> dict[str, ort.OrtValue] | None:
-    """``shared_weights``; None (sessions keep their own copies, one call per group) if the
-    graph was not read or its large tensors cannot be held outside onnxruntime (bfloat16)."""
-    if graph is None:
-        return None
+    (None, {}) if onnx cannot read the graph or its large tensors cannot be held outside
+    onnxruntime (bfloat16): the sessions then keep their own copies and run one group per
+    call, with the same scores.
+    """
     try:
-        return shared_weights(graph)
-    except Exception as exc:
-        log.warning("weights not shared, one onnxruntime call per group (%s)", exc)
-        return None
+        graph = onnx.load(str(path))
+        return graph, shared_weights(graph)
+    except Exception as exc:  # onnxruntime will say what is wrong with the file, if anything
+        log.warning("one onnxruntime call per group for %s (%s)", path.name, exc)
+        return None, {}
 
 
 def _grouped_runner(

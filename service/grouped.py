@@ -109,6 +109,9 @@ class GroupedRunner:
         self._plain = plain
         self._input = model.graph.input[0].name
         self._fed = weights
+        # What unused inputs get: one unknown word (id 1), the cheapest text to score.
+        dtype = helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type)
+        self._dummy = np.ones((1, 1), dtype=dtype)
         self._sessions: dict[int, tuple[ort.InferenceSession, list[str]]] = {}
         for count in GROUP_COUNTS:
             options = new_options()
@@ -131,8 +134,9 @@ class GroupedRunner:
                 continue
             count = next(c for c in GROUP_COUNTS if c >= len(part))
             session, names = self._sessions[count]
-            dummy = np.ones((1, 1), dtype=part[0].dtype)  # one unknown word: the cheapest text
-            feed: dict = {name: part[k] if k < len(part) else dummy for k, name in enumerate(names)}
+            feed: dict = {
+                name: part[k] if k < len(part) else self._dummy for k, name in enumerate(names)
+            }
             feed.update(self._fed)
             outputs.extend(session.run(None, feed)[: len(part)])
         return outputs

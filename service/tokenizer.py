@@ -226,14 +226,12 @@ class TextEncoder:
         """
         if _ASCII_CONTROL.search(text):
             return None
-        if not text.isascii():
-            folds = self._folds_of(text)
-            if folds is None:
-                return None
+        folds = {} if text.isascii() else self._folds_of(text)
+        if folds is None:
+            return None
         text = _BREAK.sub(" ", text).replace("`", "'")
-        if not text.isascii():
-            for char, fold in folds.items():
-                text = text.replace(char, fold)
+        for char, fold in folds.items():
+            text = text.replace(char, fold)
         return text.lower()
 
     def _folds_of(self, text: str) -> dict[str, str] | None:
