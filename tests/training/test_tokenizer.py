@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,9 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from service.tokenizer import (
+    _ASCII_TOKEN,
+    _TOKEN,
+    _TOKEN_PATTERN,
     PAD_ID,
     UNK_ID,
     UNK_TOKEN,
@@ -175,6 +179,15 @@ def test_ascii_fast_path_equals_the_rust_tokenizer(encoder, text):
     assert encoder._normalize(text) is not None  # printable ASCII always takes the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
     assert encoder.encode([text], with_tokens=False)[0].ids == rust_path(encoder, text).ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=[chr(c) for c in range(128)], max_size=60))
+def test_the_ascii_token_pattern_matches_the_unicode_one_on_any_ascii_text(text):
+    """``_ASCII_TOKEN`` spells out ``\\w`` and ``\\s`` for ASCII; every ASCII char, controls too."""
+    assert _ASCII_TOKEN.findall(text) == _TOKEN.findall(text) == re.findall(_TOKEN_PATTERN, text)
+    every_char = "".join(chr(c) for c in range(128)) + " a'b ''c' d_e'9 " + text
+    assert _ASCII_TOKEN.findall(every_char) == _TOKEN.findall(every_char)
 
 
 # Characters the per-character folding must get right, or must leave to Rust: accents
