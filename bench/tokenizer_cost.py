@@ -1,9 +1,11 @@
 """In process: what tokenizing costs per review, the Python path against the Rust pipeline.
 
 The service encodes on its event loop in Python (service/tokenizer.py: a restatement of
-``tokenizer.json``'s rules, tested equal to it) and falls back to the Rust ``tokenizers``
-pipeline for the few texts Python cannot prove it handles alike. This prints both costs on
-the same IMDB test reviews, alternating them for a few rounds, as medians.
+``tokenizer.json``'s rules, tested equal to it; a call with a few thousand characters or
+more gets its ASCII texts' ids from numpy, service/vocab_table.py) and falls back to the
+Rust ``tokenizers`` pipeline for the few texts Python cannot prove it handles alike. This
+prints the costs on the same IMDB test reviews, alternating them for a few rounds, as
+medians.
 
     .venv/bin/python -m bench.tokenizer_cost [--reviews 2000] [--rounds 7]
 """
@@ -35,11 +37,18 @@ def main(argv: list[str] | None = None) -> None:
     texts = sample_reviews(args.reviews)
     rust = encoder.tokenizer
 
+    requests = [texts[k : k + 64] for k in range(0, len(texts), 64)]
     cases = {
-        "service encoder (Python path where it applies)": lambda t: encoder.encode(t, False),
-        "Rust pipeline alone (encode_batch)": lambda t: rust.encode_batch(
-            t, add_special_tokens=False
-        ),
+        # As /predict calls it: one request's texts at a time, ids only.
+        "service encoder, 64 reviews per call": lambda _: [
+            encoder.encode(r, with_tokens=False) for r in requests
+        ],
+        "service encoder, 1 review per call": lambda t: [
+            encoder.encode([text], with_tokens=False) for text in t
+        ],
+        "Rust pipeline alone, 64 per encode_batch": lambda _: [
+            rust.encode_batch(r, add_special_tokens=False) for r in requests
+        ],
     }
     timings: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
@@ -52,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{python_path} take the Python path, {len(texts) - python_path} the Rust one")
     for name, values in timings.items():
         print(
-            f"  {name:48s} median {statistics.median(values):6.1f} µs/review "
+            f"  {name:42s} median {statistics.median(values):6.1f} µs/review "
             f"(wall, {args.rounds} rounds: {min(values):.1f}-{max(values):.1f})"
         )
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+import service.tokenizer as tokenizer_module
 from service.tokenizer import (
     _ASCII_TOKEN,
     _TOKEN,
@@ -179,6 +180,19 @@ def test_ascii_fast_path_equals_the_rust_tokenizer(encoder, text):
     assert encoder._normalize(text) is not None  # printable ASCII always takes the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
     assert encoder.encode([text], with_tokens=False)[0].ids == rust_path(encoder, text).ids
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(ASCII_PIECES, max_size=12).map("".join), min_size=1, max_size=8))
+def test_many_texts_at_once_take_the_vocab_table_and_equal_the_rust_tokenizer(encoder, texts):
+    """A call with enough text encodes its ASCII texts' ids in numpy (service/vocab_table.py)."""
+    batch = [*texts, "A long review, don't you think? " * 140]
+    assert sum(map(len, batch)) >= tokenizer_module._TABLE_MIN_CHARS
+    got = encoder.encode(batch, with_tokens=False)
+    want = [rust_path(encoder, text) for text in batch]
+    assert [(e.ids, e.truncated, e.original_length) for e in got] == [
+        (e.ids, e.truncated, e.original_length) for e in want
+    ]
 
 
 @settings(max_examples=300, deadline=None)

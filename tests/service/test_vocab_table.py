@@ -1,0 +1,93 @@
+"""The vocab table: ids for many ASCII texts at once, equal to the regex and dict lookups."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.tokenizer import _TOKEN, UNK_ID
+from service.vocab_table import VocabTable
+
+# Words around the table's key sizes (8 and 16 bytes), apostrophes, digits, underscores,
+# punctuation tokens, and words longer than a key (looked up in a dict instead).
+WORDS = [
+    "a",
+    "i",
+    "movie",
+    "don't",
+    "rock'n'roll",
+    "abcdefg",
+    "abcdefgh",
+    "abcdefghi",
+    "abcdefghijklmno",
+    "abcdefghijklmnop",
+    "abcdefghijklmnopq",
+    "incomprehensibilities",
+    "42",
+    "__init__",
+    "!",
+    ",",
+    "'",
+    "\x00",
+]
+VOCAB = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(WORDS)}, "café": 99}
+# Text made of those words, near misses (a letter more or less), separators of every kind.
+PIECES = st.one_of(
+    st.sampled_from(WORDS),
+    st.sampled_from(["abcdefgx", "abcdefghijklmnoX", "abcdefghijklmnopqr", "movies", "don", "t"]),
+    st.sampled_from([" ", "\n", "\t", "\x1c", "'", "''", "!?", "a'", "'a", "x_y"]),
+    st.text(alphabet=[chr(c) for c in range(128)], max_size=20),
+)
+TEXTS = st.lists(st.lists(PIECES, max_size=15).map("".join), max_size=6)
+
+
+def expected(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
+    return [[vocab.get(w, UNK_ID) for w in _TOKEN.findall(t)] for t in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS)
+def test_ids_equal_the_regex_and_dict_lookups(texts):
+    assert VocabTable(VOCAB).ids(texts) == expected(texts, VOCAB)
+
+
+@settings(max_examples=100, deadline=None)
+@given(TEXTS)
+def test_a_crowded_table_is_still_exact(texts):
+    """Almost no free slots: long probe chains, still the same ids."""
+    table = VocabTable(VOCAB, slots_per_word=1)
+    assert table._max_probe > 0
+    assert table.ids(texts) == expected(texts, VOCAB)
+
+
+def test_known_cases():
+    table = VocabTable(VOCAB)
+    ids = {w: VOCAB[w] for w in WORDS}
+    got = table.ids(
+        ["Movie movie don't", "abcdefghijklmnopq incomprehensibilities zzzzzzzzzzzzzzzzzzzz"]
+    )
+    assert got == [
+        [UNK_ID, ids["movie"], ids["don't"]],  # (the table is for lower-cased text)
+        [ids["abcdefghijklmnopq"], ids["incomprehensibilities"], UNK_ID],
+    ]
+
+
+def test_texts_never_join_across_their_boundary():
+    table = VocabTable(VOCAB)
+    assert table.ids(["don'", "t"]) == [
+        [UNK_ID, VOCAB["'"]],  # "don" then a lone apostrophe (neither joins "t")
+        [UNK_ID],
+    ]
+    assert table.ids(["abcdefg", "h"]) == [[VOCAB["abcdefg"]], [UNK_ID]]
+
+
+def test_empty_input_and_texts_without_tokens():
+    table = VocabTable(VOCAB)
+    assert table.ids([]) == []
+    assert table.ids(["", "   ", "\n"]) == [[], [], []]
+
+
+def test_non_ascii_text_is_refused():
+    with pytest.raises(ValueError):
+        VocabTable(VOCAB).ids(["café"])
