@@ -66,10 +66,11 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _FOLD_CACHE_SIZE = 65_536
 _NEW_FOLDS_PER_TEXT = 32
 _UNSEEN = object()
-# The vocab table's fixed cost (~45 µs a call) equals the regex's on about this many
-# characters (bench: 4 reviews); bigger calls are cut to bound its arrays (~40 B a char).
+# The vocab table's fixed cost (30-45 µs a call) equals the regex's on 2,000-4,000
+# characters (2-4 reviews); bigger calls are cut into parts to bound its temporary arrays
+# (~20 bytes a character on reviews, up to ~90 on punctuation only: at most ~25 MB).
 _TABLE_MIN_CHARS = 4096
-_TABLE_MAX_CHARS = 1 << 20
+_TABLE_MAX_CHARS = 1 << 18
 
 
 def _normalizer() -> normalizers.Normalizer:
@@ -134,7 +135,10 @@ class Encoded:
 
 
 def _is_our_pipeline(tokenizer: Tokenizer) -> bool:
-    """Whether ``tokenizer`` applies exactly the rules ``TextEncoder._encode_ascii`` restates."""
+    """Whether ``tokenizer`` applies exactly the rules the Python path restates.
+
+    (``TextEncoder._normalize`` and ``_tokenize``, and service/vocab_table.py.)
+    """
     given, ours = json.loads(tokenizer.to_str()), json.loads(new_tokenizer().to_str())
     model = given.get("model") or {}
     vocab = model.get("vocab") or {}
@@ -187,7 +191,7 @@ class TextEncoder:
         # The Rust engine's answers, asked by replacing a match with nothing.
         self._rust_classes = {c: normalizers.Replace(Regex(c), "") for c in _PYTHON_CLASSES}
         self._folds: dict[str, str | None] = {}
-        self._table = VocabTable(self._vocab)
+        self._table = VocabTable(self._vocab, UNK_ID) if self._python_path else None
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, truncation: str) -> TextEncoder:
@@ -238,8 +242,10 @@ class TextEncoder:
             for i, text in texts:
                 out[i] = self._finish(*self._tokenize(text, False), False)
             return
+        table = self._table
+        assert table is not None  # (texts reach here only on the Python path)
         for part in _chunks(texts, _TABLE_MAX_CHARS):
-            for (i, _), ids in zip(part, self._table.ids([t for _, t in part]), strict=True):
+            for (i, _), ids in zip(part, table.ids([t for _, t in part]), strict=True):
                 out[i] = self._finish(ids, [], False)
 
     def _normalize(self, text: str) -> str | None:

@@ -1,19 +1,19 @@
-"""Token ids for many ASCII texts at once, in numpy: no Python work per token.
+"""Token ids for many ASCII texts at once, in numpy: no Python bytecode per token.
 
 The tokenizer's Python path (service/tokenizer.py) finds tokens with ``re`` and looks each
 one up in a dict. On a 64-review request that is ~17,000 regex matches and dict lookups,
 about 45 µs of the event loop's time per review, with the GIL held throughout. Here the
 same rules run as array operations over all the texts joined together (numpy releases
-the GIL inside most of them): about 13 µs per review, and a fixed ~45 µs per call, so the
-tokenizer uses it only for requests with a few thousand characters or more.
+the GIL inside most of them): about 17 µs per review, plus a fixed 30-45 µs per call, so
+the tokenizer uses it only for calls with a few thousand characters or more.
 
 The rules are those of the pre-tokenizer on lower-cased ASCII text (tested equal to
 ``_TOKEN.findall`` and to the Rust tokenizer): a token is a run of word characters
 (``[A-Za-z0-9_]``) joined by single inner apostrophes, or any other character that is not
 whitespace, alone. Lookup is exact, never by a hash alone: a token of up to 16 bytes *is*
-its key (its bytes as two little-endian 64-bit words, plus its length), found in an
-open-addressing table of the vocabulary's keys; the rare longer token is looked up in a
-dict of the vocabulary's longer words.
+its key (its bytes as two little-endian 64-bit words, zero-padded, plus its length), found
+in an open-addressing table of the vocabulary's keys; the rare longer token is looked up
+in a dict of the vocabulary's longer words.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from itertools import pairwise
 
 import numpy as np
 
-UNK_ID = 1
 _SPACE, _WORD, _APOSTROPHE, _OTHER = 0, 1, 2, 3
 # Python's \s among ASCII characters (\x1c-\x1f included) and \w (letters, digits, _).
 _CLASS = np.full(256, _OTHER, dtype=np.uint8)
@@ -40,34 +39,38 @@ _EMPTY = -1
 class VocabTable:
     """``ids(texts)``: the WordLevel ids of each ASCII text's pre-tokenizer tokens."""
 
-    def __init__(self, vocab: dict[str, int], slots_per_word: int = 4):
+    def __init__(self, vocab: dict[str, int], unknown_id: int, slots_per_word: int = 4):
+        if slots_per_word < 1:
+            raise ValueError("slots_per_word must be at least 1")
+        self._unknown = unknown_id
         words = [w for w in vocab if w and w.isascii()]
         self._long = {w: vocab[w] for w in words if len(w) > _KEY_BYTES}
         short = [w for w in words if len(w) <= _KEY_BYTES]
         slots = 1 << max(4, (slots_per_word * len(short)).bit_length())
         self._shift = np.uint64(64 - (slots.bit_length() - 1))
         self._wrap = slots - 1
-        raw = [w.encode("ascii").ljust(_KEY_BYTES, b"\0") for w in short]
-        first = np.array([int.from_bytes(r[:8], "little") for r in raw], dtype=np.uint64)
-        second = np.array([int.from_bytes(r[8:], "little") for r in raw], dtype=np.uint64)
-        length = np.array([len(w) for w in short], dtype=np.int64)
-        # Linear probing: each key goes to the first free slot from its home slot.
+        first, second, length = _word_keys(short)
+        placed = self._place(self._slots(first, second, length).tolist(), slots)
+        self._first = np.zeros(slots, dtype=np.uint64)
+        self._second = np.zeros(slots, dtype=np.uint64)
+        self._length = np.zeros(slots, dtype=np.uint8)
+        self._id = np.full(slots, _EMPTY, dtype=np.int32)
+        self._first[placed], self._second[placed], self._length[placed] = first, second, length
+        self._id[placed] = [vocab[w] for w in short]
+
+    def _place(self, homes: list[int], slots: int) -> list[int]:
+        """Linear probing: each key's slot, the first free one from its home slot."""
         taken = [False] * slots
         placed = []
         self._max_probe = 0
-        for home in self._slots(first, second, length).tolist():
+        for home in homes:
             slot, probe = home, 0
             while taken[slot]:
                 slot, probe = (slot + 1) & self._wrap, probe + 1
             taken[slot] = True
             placed.append(slot)
             self._max_probe = max(self._max_probe, probe)
-        self._first = np.zeros(slots, dtype=np.uint64)
-        self._second = np.zeros(slots, dtype=np.uint64)
-        self._length = np.zeros(slots, dtype=np.int64)
-        self._id = np.full(slots, _EMPTY, dtype=np.int64)
-        self._first[placed], self._second[placed], self._length[placed] = first, second, length
-        self._id[placed] = [vocab[w] for w in short]
+        return placed
 
     def _slots(self, first: np.ndarray, second: np.ndarray, length: np.ndarray) -> np.ndarray:
         # Arithmetic modulo 2**64 (array operations wrap silently), top bits as the slot.
@@ -81,21 +84,20 @@ class VocabTable:
         joined = "\n".join(texts)  # a space between texts: no token spans two of them
         starts, ends, buffer = _token_bounds(joined)
         ids = self._lookup(starts, ends - starts, buffer)
-        for k in np.flatnonzero(ends - starts > _KEY_BYTES):
-            ids[k] = self._long.get(joined[starts[k] : ends[k]], UNK_ID)
+        longer = np.flatnonzero(ends - starts > _KEY_BYTES)
+        for k, start, end in zip(
+            longer.tolist(), starts[longer].tolist(), ends[longer].tolist(), strict=True
+        ):
+            ids[k] = self._long.get(joined[start:end], self._unknown)
         flat = ids.tolist()
         text_starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
         cuts = [0, *np.searchsorted(starts, text_starts[1:]).tolist(), len(flat)]
         return [flat[a:b] for a, b in pairwise(cuts)]
 
     def _lookup(self, starts: np.ndarray, lengths: np.ndarray, buffer: bytes) -> np.ndarray:
-        # Every position's next 8 bytes as one little-endian word: a view, not a copy
-        # (the buffer ends with 16 zero bytes, so reads past the text stay inside it).
-        words = np.ndarray((len(buffer) - 7,), dtype="<u8", buffer=buffer, strides=(1,))
-        first = words[starts] & _MASK[np.minimum(lengths, 8)]
-        second = words[starts + 8] & _MASK[np.clip(lengths - 8, 0, 8)]
+        first, second = _text_keys(buffer, starts, lengths)
         slot = self._slots(first, second, lengths)
-        ids = np.full(len(starts), UNK_ID, dtype=np.int64)
+        ids = np.full(len(starts), self._unknown, dtype=np.int32)
         todo = np.arange(len(starts))
         # Linear probing, every token at once; no key sits further than _max_probe slots
         # from its home slot, so the loop is bounded.
@@ -112,6 +114,27 @@ class VocabTable:
                 break
             slot[todo] = (slot[todo] + 1) & self._wrap
         return ids
+
+
+def _word_keys(words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each word's key: bytes 0-7 and 8-15 as little-endian words (zero-padded), length."""
+    raw = [w.encode("ascii").ljust(_KEY_BYTES, b"\0") for w in words]
+    first = np.array([int.from_bytes(r[:8], "little") for r in raw], dtype=np.uint64)
+    second = np.array([int.from_bytes(r[8:], "little") for r in raw], dtype=np.uint64)
+    return first, second, np.array([len(w) for w in words], dtype=np.int64)
+
+
+def _text_keys(
+    buffer: bytes, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same keys as ``_word_keys`` for tokens inside ``buffer`` (zero-padded by 16)."""
+    # Every position's next 8 bytes as one little-endian word: a view, not a copy (the
+    # padding keeps reads past the text inside the buffer). Masking zeroes the bytes past
+    # the token, as the word keys are zero-padded.
+    words = np.ndarray((len(buffer) - 7,), dtype="<u8", buffer=buffer, strides=(1,))
+    first = words[starts] & _MASK[np.minimum(lengths, 8)]
+    second = words[starts + 8] & _MASK[np.clip(lengths - 8, 0, 8)]
+    return first, second
 
 
 def _token_bounds(text: str) -> tuple[np.ndarray, np.ndarray, bytes]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.tokenizer import _TOKEN, UNK_ID
+from service.tokenizer import _TOKEN_PATTERN, UNK_ID
 from service.vocab_table import VocabTable
 
 # Words around the table's key sizes (8 and 16 bytes), apostrophes, digits, underscores,
@@ -43,26 +45,27 @@ TEXTS = st.lists(st.lists(PIECES, max_size=15).map("".join), max_size=6)
 
 
 def expected(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
-    return [[vocab.get(w, UNK_ID) for w in _TOKEN.findall(t)] for t in texts]
+    # The plain pattern (not the service's possessive one): an independent reference.
+    return [[vocab.get(w, UNK_ID) for w in re.findall(_TOKEN_PATTERN, t)] for t in texts]
 
 
 @settings(max_examples=300, deadline=None)
 @given(TEXTS)
 def test_ids_equal_the_regex_and_dict_lookups(texts):
-    assert VocabTable(VOCAB).ids(texts) == expected(texts, VOCAB)
+    assert VocabTable(VOCAB, UNK_ID).ids(texts) == expected(texts, VOCAB)
 
 
 @settings(max_examples=100, deadline=None)
 @given(TEXTS)
 def test_a_crowded_table_is_still_exact(texts):
     """Almost no free slots: long probe chains, still the same ids."""
-    table = VocabTable(VOCAB, slots_per_word=1)
+    table = VocabTable(VOCAB, UNK_ID, slots_per_word=1)
     assert table._max_probe > 0
     assert table.ids(texts) == expected(texts, VOCAB)
 
 
 def test_known_cases():
-    table = VocabTable(VOCAB)
+    table = VocabTable(VOCAB, UNK_ID)
     ids = {w: VOCAB[w] for w in WORDS}
     got = table.ids(
         ["Movie movie don't", "abcdefghijklmnopq incomprehensibilities zzzzzzzzzzzzzzzzzzzz"]
@@ -74,7 +77,7 @@ def test_known_cases():
 
 
 def test_texts_never_join_across_their_boundary():
-    table = VocabTable(VOCAB)
+    table = VocabTable(VOCAB, UNK_ID)
     assert table.ids(["don'", "t"]) == [
         [UNK_ID, VOCAB["'"]],  # "don" then a lone apostrophe (neither joins "t")
         [UNK_ID],
@@ -83,11 +86,16 @@ def test_texts_never_join_across_their_boundary():
 
 
 def test_empty_input_and_texts_without_tokens():
-    table = VocabTable(VOCAB)
+    table = VocabTable(VOCAB, UNK_ID)
     assert table.ids([]) == []
     assert table.ids(["", "   ", "\n"]) == [[], [], []]
 
 
 def test_non_ascii_text_is_refused():
     with pytest.raises(ValueError):
-        VocabTable(VOCAB).ids(["café"])
+        VocabTable(VOCAB, UNK_ID).ids(["café"])
+
+
+def test_a_table_needs_at_least_one_slot_per_word():
+    with pytest.raises(ValueError, match="slots_per_word"):
+        VocabTable(VOCAB, UNK_ID, slots_per_word=0)

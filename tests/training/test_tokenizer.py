@@ -188,11 +188,33 @@ def test_many_texts_at_once_take_the_vocab_table_and_equal_the_rust_tokenizer(en
     """A call with enough text encodes its ASCII texts' ids in numpy (service/vocab_table.py)."""
     batch = [*texts, "A long review, don't you think? " * 140]
     assert sum(map(len, batch)) >= tokenizer_module._TABLE_MIN_CHARS
-    got = encoder.encode(batch, with_tokens=False)
+    calls = []
+    table_ids = encoder._table.ids
+    encoder._table.ids = lambda part: calls.append(len(part)) or table_ids(part)
+    try:
+        got = encoder.encode(batch, with_tokens=False)
+    finally:
+        del encoder._table.ids
+    assert sum(calls) == len(batch)  # every text went through the table
     want = [rust_path(encoder, text) for text in batch]
     assert [(e.ids, e.truncated, e.original_length) for e in got] == [
         (e.ids, e.truncated, e.original_length) for e in want
     ]
+
+
+def test_a_big_call_is_cut_into_parts_and_keeps_its_order(encoder, monkeypatch):
+    texts = [f"review {k}: " + "great film, don't miss it! " * (k % 7) for k in range(300)]
+    want = [e.ids for e in encoder.encode(texts, with_tokens=False)]  # (one part: 22k chars)
+    monkeypatch.setattr(tokenizer_module, "_TABLE_MAX_CHARS", 500)
+    assert [e.ids for e in encoder.encode(texts, with_tokens=False)] == want
+    assert want == [rust_path(encoder, t).ids for t in texts]
+
+
+def test_parts_hold_at_most_max_chars_or_one_text():
+    items = list(enumerate(["a" * 10, "", "b" * 30, "c" * 5, "d" * 6]))
+    parts = list(tokenizer_module._chunks(items, 12))
+    assert parts == [[items[0], items[1]], [items[2]], [items[3], items[4]]]
+    assert list(tokenizer_module._chunks([], 12)) == []
 
 
 @settings(max_examples=300, deadline=None)
