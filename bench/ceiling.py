@@ -136,6 +136,19 @@ def sweep(
     return rows
 
 
+def one_config(
+    bundle_dir: Path, texts: list[str], variant: str, config: str, budget_s: float
+) -> dict:
+    """One configuration ("intra,batch,threads,per_call"), measured for ``budget_s``."""
+    from service.bundle import load_bundle
+
+    intra, batch_size, threads, per_call = _ints(config)
+    bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
+    ids = bundle.encoder.encode_ids(texts)
+    row = measure(bundle, ids, batch_size, threads, budget_s, per_call)
+    return {"intra_op_threads": intra, "variant": variant, **row}
+
+
 def _texts_per_s(row: dict) -> float:
     return row["texts_per_s"]
 
@@ -154,18 +167,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="32,64,128")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--budget", type=float, default=3.0, help="timed seconds per config")
+    parser.add_argument(
+        "--config",
+        metavar="INTRA,BATCH,THREADS,PER_CALL",
+        help="measure only this configuration, no sweep (the paired runs of bench.run)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    common = {"variant": args.variant, "budget_s": args.budget}
-    rows = sweep(
-        args.bundle,
-        texts_of(args.reviews),
-        intra_ops=_ints(args.intra_op),
-        batch_sizes=_ints(args.batch_sizes),
-        threads=_ints(args.threads),
-        **common,
-    )
+    if args.config:
+        rows = [
+            one_config(args.bundle, texts_of(args.reviews), args.variant, args.config, args.budget)
+        ]
+    else:
+        rows = sweep(
+            args.bundle,
+            texts_of(args.reviews),
+            variant=args.variant,
+            intra_ops=_ints(args.intra_op),
+            batch_sizes=_ints(args.batch_sizes),
+            threads=_ints(args.threads),
+            budget_s=args.budget,
+        )
     best = max(rows, key=_texts_per_s)
     result = {"sweep": rows, "best": best, "reviews": best}
     if args.sentences:

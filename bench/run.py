@@ -35,11 +35,13 @@ from bench.systems import (
     parse_variant,
     run_ceiling,
     run_http_system,
+    run_pairs,
 )
-from bench.workloads import WORKLOADS, by_name, sample_reviews, write_payloads
+from bench.workloads import WORKLOADS, Workload, by_name, sample_reviews, write_payloads
 from service.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PAIRED_WORKLOAD = "batch64-c4"  # the workload of the target against (d)
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,14 @@ class Mode:
     ceiling_budget_s: float  # timed seconds per (d) configuration
     ceiling_grid: tuple[str, str, str]  # intra-op threads, batch sizes, calling threads
     systems: str
+    pair_rounds: int  # (c) and (d) back to back on 64-review requests (bench/systems.py)
 
 
 MODES = {
     # (d) tries small batches too: sorted batches of 4-16 beat 64 on this model (cache).
-    "full": Mode(2000, 15, 3, 25, 8, 2.5, ("1,2", "4,8,16,32,64,128", "1,2"), "a,b,c,d,e"),
-    "quick": Mode(1000, 4, 1, 6, 3, 0.6, ("1,2", "8,16,64", "1,2"), "a,b,c,d,e"),
-    "smoke": Mode(128, 1, 0, 1, 0, 0.3, ("1", "64", "1"), "b,c,d,e"),
+    "full": Mode(2000, 15, 3, 25, 8, 2.5, ("1,2", "4,8,16,32,64,128", "1,2"), "a,b,c,d,e", 3),
+    "quick": Mode(1000, 4, 1, 6, 3, 0.6, ("1,2", "8,16,64", "1,2"), "a,b,c,d,e", 1),
+    "smoke": Mode(128, 1, 0, 1, 0, 0.3, ("1", "64", "1"), "b,c,d,e", 1),
 }
 
 
@@ -176,6 +179,36 @@ def systems_from(args: argparse.Namespace, mode: Mode) -> list[System]:
     return sorted((known[k] for k in keys), key=lambda s: (order.get(s.key[0], 5), s.key))
 
 
+def add_pairs(
+    systems: list[System],
+    infos: list[dict],
+    workloads: list[Workload],
+    bundle_dir: Path,
+    payloads: dict,
+    opts: dict,
+    rounds: int,
+) -> list[dict]:
+    """Each service system against its ceiling, back to back (``run_pairs``); failures."""
+    batch = next((w for w in workloads if w.name == PAIRED_WORKLOAD), None)
+    done = {info["key"]: info for info in infos}
+    failures = []
+    for system in systems:
+        ceiling = "d" if system.model_variant == DEFAULT_VARIANT else f"d-{system.model_variant}"
+        if batch is None or rounds < 1 or not system.key.startswith("c"):
+            continue
+        if system.key not in done or ceiling not in done:
+            continue
+        print(f"bench: {system.key} and {ceiling} back to back on {batch.name}", flush=True)
+        try:
+            done[system.key]["pairs"] = run_pairs(
+                system, done[ceiling], batch, bundle_dir, payloads, opts, rounds
+            )
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"bench: {system.key} pairs FAILED: {exc}", flush=True)
+            failures.append({"system": f"{system.key} pairs", "error": str(exc)[-3000:]})
+    return failures
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through every ``finally``: servers are stopped
 
@@ -215,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             infos.append(info)
             rows.extend(got)
+        failures += add_pairs(
+            systems, infos, workloads, bundle_dir, payloads, opts, mode.pair_rounds
+        )
 
     result = {
         "mode": mode_name,

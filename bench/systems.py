@@ -291,3 +291,71 @@ def run_ceiling(bundle_dir: Path, payloads: dict, opts: dict, system: System) ->
     for row in rows:
         print(report.progress_line(row), flush=True)
     return info, rows
+
+
+def ceiling_config(best: dict) -> str:
+    """(d)'s best configuration, as ``bench.ceiling --config`` takes it."""
+    return ",".join(
+        str(best[k]) for k in ("intra_op_threads", "batch_size", "threads", "batches_per_call")
+    )
+
+
+def run_ceiling_once(
+    bundle_dir: Path, payloads: dict, opts: dict, variant: str, config: str
+) -> dict:
+    """(d) in one configuration for as long as an HTTP run lasts: texts/s and CPU."""
+    out = opts["logs"] / f"ceiling-once-{variant}.json"
+    command = [
+        *(sys.executable, "-m", "bench.ceiling", str(bundle_dir)),
+        *("--reviews", str(payloads["review"]), "--variant", variant, "--config", config),
+        *("--budget", str(opts["duration_s"]), "--out", str(out)),
+    ]
+    subprocess.run(
+        taskset(opts["server_cpus"]) + command,
+        check=True,
+        cwd=PROJECT_ROOT,
+        timeout=opts["duration_s"] + 180,
+    )
+    return json.loads(out.read_text())["best"]
+
+
+def run_pairs(
+    system: System,
+    ceiling: dict,
+    workload: Workload,
+    bundle_dir: Path,
+    payloads: dict,
+    opts: dict,
+    rounds: int,
+) -> list[dict]:
+    """(c) on ``workload`` and (d)'s best configuration, back to back, ``rounds`` times.
+
+    This machine's speed moves by 10-30% from minute to minute, and the main runs of (c)
+    and (d) are minutes apart; (d)'s figure is also the best of a sweep of short runs,
+    which favours a run that caught a fast moment. Each pair measures both for the same
+    duration within a minute, alternating which goes first, so a ratio compares like
+    with like.
+    """
+    config = ceiling_config(ceiling["best"])
+    pairs = []
+    for k in range(rounds):
+        c_first = k % 2 == 1
+        if c_first:
+            c_row = run_http_system(system, bundle_dir, [workload], payloads, opts)[1][0]
+        d_row = run_ceiling_once(bundle_dir, payloads, opts, system.model_variant, config)
+        if not c_first:
+            c_row = run_http_system(system, bundle_dir, [workload], payloads, opts)[1][0]
+        pair = {
+            "order": "c,d" if c_first else "d,c",
+            "c_texts_per_s": round(c_row["texts_per_s"], 1),
+            "d_texts_per_s": round(d_row["texts_per_s"], 1),
+            "ratio": c_row["texts_per_s"] / d_row["texts_per_s"],
+            "c_errors": c_row["errors"],
+        }
+        print(
+            f"  pair {k + 1}/{rounds} ({pair['order']}): {system.key} {pair['c_texts_per_s']:.0f} "
+            f"vs d {pair['d_texts_per_s']:.0f} texts/s = {pair['ratio']:.0%}",
+            flush=True,
+        )
+        pairs.append(pair)
+    return pairs

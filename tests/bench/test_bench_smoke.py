@@ -60,6 +60,13 @@ def test_smoke_run_measures_every_system_and_workload(tmp_path: Path) -> None:
     assert sum(r["ok"] for r in service) > 0
     service_info = next(s for s in result["systems"] if s["key"] == "c")
     assert service_info["ready_s"] > 0 and service_info["peak_rss_mb"] > 0
+    # The service and (d)'s best configuration back to back: one pair in smoke mode, and
+    # the 64-review target is decided by it.
+    (pair,) = service_info["pairs"]
+    assert pair["c_texts_per_s"] > 0 and pair["d_texts_per_s"] > 0 and pair["c_errors"] == 0
+    target = next(t for t in result["targets"] if t["target"].startswith("64 reviews/request"))
+    assert target["value"] == pytest.approx(pair["ratio"])
+    assert "back-to-back" in target["shown"] and "Back to back" in stdout
     # Every target is computed (PASS, MISS, or n/a where its baseline did not run), printed.
     assert len(result["targets"]) == 8
     assert "Targets" in stdout
