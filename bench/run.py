@@ -56,13 +56,15 @@ class Mode:
     ceiling_budget_s: float  # timed seconds per (d) configuration
     ceiling_grid: tuple[str, str, str]  # intra-op threads, batch sizes, calling threads
     systems: str
-    pair_rounds: int  # (c) and (d) back to back on 64-review requests (bench/systems.py)
+    # (c) and (d) back to back on 64-review requests (bench/systems.py), an even number
+    # of times where there is time: each order as often, in case going first matters.
+    pair_rounds: int
 
 
 MODES = {
     # (d) tries small batches too: sorted batches of 4-16 beat 64 on this model (cache).
-    "full": Mode(2000, 15, 3, 25, 8, 2.5, ("1,2", "4,8,16,32,64,128", "1,2"), "a,b,c,d,e", 3),
-    "quick": Mode(1000, 4, 1, 6, 3, 0.6, ("1,2", "8,16,64", "1,2"), "a,b,c,d,e", 1),
+    "full": Mode(2000, 15, 3, 25, 8, 2.5, ("1,2", "4,8,16,32,64,128", "1,2"), "a,b,c,d,e", 4),
+    "quick": Mode(1000, 4, 1, 6, 3, 0.6, ("1,2", "8,16,64", "1,2"), "a,b,c,d,e", 2),
     "smoke": Mode(128, 1, 0, 1, 0, 0.3, ("1", "64", "1"), "b,c,d,e", 1),
 }
 
