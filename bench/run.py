@@ -9,6 +9,10 @@ Systems (docs/performance.md explains each):
   d  in-process ceiling: onnxruntime on length-sorted batches       (bench/ceiling.py)
   e  HTTP ceiling: same validation and response shape, no inference (bench/baselines.py)
 
+After the main runs, each service system and (d)'s best configuration run back to back
+on 64-review requests a few times (``run_pairs``: this machine's speed drifts from minute
+to minute); the median of those ratios decides the target against (d).
+
 Writes ``<out>/<name>.json``, ``.md`` and ``.png`` and prints the table and the targets.
 It measures and reports; it never asserts a timing.
 """
