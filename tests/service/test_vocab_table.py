@@ -45,7 +45,7 @@ TEXTS = st.lists(st.lists(PIECES, max_size=15).map("".join), max_size=6)
 
 
 def expected(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
-    # The plain pattern (not the service's possessive one): an independent reference.
+    # The pattern itself, compiled here: an independent reference.
     return [[vocab.get(w, UNK_ID) for w in re.findall(_TOKEN_PATTERN, t)] for t in texts]
 
 
