@@ -136,13 +136,23 @@ def sweep(
     return rows
 
 
+# A configuration, in the order ``--config`` takes it.
+CONFIG_KEYS = ("intra_op_threads", "batch_size", "threads", "batches_per_call")
+
+
 def one_config(
-    bundle_dir: Path, texts: list[str], variant: str, config: str, budget_s: float
+    bundle_dir: Path,
+    variant: str,
+    budget_s: float,
+    texts: list[str],
+    intra: int,
+    batch_size: int,
+    threads: int,
+    per_call: int,
 ) -> dict:
-    """One configuration ("intra,batch,threads,per_call"), measured for ``budget_s``."""
+    """One configuration, measured for ``budget_s`` (no sweep)."""
     from service.bundle import load_bundle
 
-    intra, batch_size, threads, per_call = _ints(config)
     bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
     ids = bundle.encoder.encode_ids(texts)
     row = measure(bundle, ids, batch_size, threads, budget_s, per_call)
@@ -175,10 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    common = (args.bundle, args.variant, args.budget)
     if args.config:
-        rows = [
-            one_config(args.bundle, texts_of(args.reviews), args.variant, args.config, args.budget)
-        ]
+        rows = [one_config(*common, texts_of(args.reviews), *_ints(args.config))]
     else:
         rows = sweep(
             args.bundle,
@@ -193,15 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {"sweep": rows, "best": best, "reviews": best}
     if args.sentences:
         # The best configuration found on reviews, applied to short sentences.
-        from service.bundle import load_bundle
-
-        intra = best["intra_op_threads"]
-        bundle = load_bundle(args.bundle, variant=args.variant, intra_op_threads=intra)
-        ids = bundle.encoder.encode_ids(texts_of(args.sentences))
-        row = measure(
-            bundle, ids, best["batch_size"], best["threads"], args.budget, best["batches_per_call"]
-        )
-        result["sentences"] = {"intra_op_threads": intra, "variant": args.variant, **row}
+        config = [best[k] for k in CONFIG_KEYS]
+        result["sentences"] = one_config(*common, texts_of(args.sentences), *config)
     # ru_maxrss is in KiB on Linux.
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
     args.out.write_text(json.dumps(result, indent=2) + "\n")

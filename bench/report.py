@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from bench.workloads import Workload
@@ -126,9 +127,7 @@ def _check(name: str, value: float | None, limit: float, op: str, shown: str) ->
 
 def _paired(pairs: list[dict], single: float | None) -> tuple[float, str]:
     """The median ratio of back-to-back pairs, shown with each pair and the single runs'."""
-    ratios = sorted(p["ratio"] for p in pairs)
-    middle = len(ratios) // 2
-    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    median = statistics.median(p["ratio"] for p in pairs)
     each = " / ".join(f"{p['ratio']:.0%}" for p in pairs)
     single_text = "n/a" if single is None else f"{single:.0%}"
     return median, (

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import report
+from bench.ceiling import CONFIG_KEYS
 from bench.loadgen import run_load
 from bench.procs import (
     PROJECT_ROOT,
@@ -295,9 +296,7 @@ def run_ceiling(bundle_dir: Path, payloads: dict, opts: dict, system: System) ->
 
 def ceiling_config(best: dict) -> str:
     """(d)'s best configuration, as ``bench.ceiling --config`` takes it."""
-    return ",".join(
-        str(best[k]) for k in ("intra_op_threads", "batch_size", "threads", "batches_per_call")
-    )
+    return ",".join(str(best[k]) for k in CONFIG_KEYS)
 
 
 def run_ceiling_once(

@@ -38,7 +38,7 @@ from service.schemas import (
     TokenizeResult,
 )
 from service.settings import Settings
-from service.tokenizer import Encoded
+from service.tokenizer import CONTROL_CHAR, CONTROL_CHARS, Encoded
 
 router = APIRouter()
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
@@ -50,13 +50,12 @@ router = APIRouter()
 # releases the GIL: beyond the smaller limit (about 1 ms of Python) it is encoded in a thread.
 _INLINE_ENCODE_CHARS = 131_072
 _INLINE_RUST_CHARS = 16_384
-_CONTROL_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text (not encodable as UTF-8)
 # and the tokenizer cannot take them.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Both in one scan: the check runs on every text of every request (a set's isdisjoint over
 # a review's characters cost 14 us, a quarter of tokenizing it; this scan costs under 1).
-_FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_FORBIDDEN_CHAR = re.compile(f"[{CONTROL_CHARS}\ud800-\udfff]")
 
 
 def _error(description: str, retry_after: bool = False) -> dict:
@@ -155,7 +154,7 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
 
 
 def _forbidden_char(text: str, where: str) -> InvalidInput:
-    if _CONTROL_CHAR.search(text):
+    if CONTROL_CHAR.search(text):
         return InvalidInput(
             f"{where} contains control characters (NUL or other C0 codes besides tab and newline)",
             field=where,

@@ -58,7 +58,10 @@ _ASCII_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:'[A-Za-z0-9_]+)*|[^A-Za-z0-9_\t\n\v\
 _BREAK_CLASSES = (r"\s", r"(?i)[<>/br]")  # what the <br /> regex asks (of the raw text)
 _TOKEN_CLASSES = (r"\w", r"\s")  # what the pre-tokenizer asks (of the normalised text)
 _PYTHON_CLASSES = {c: re.compile(c) for c in _BREAK_CLASSES + _TOKEN_CLASSES}
-_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # texts with these: Rust path
+# C0 control codes other than tab, newline and carriage return, and DEL (a class body).
+# The service refuses texts with them (service/routes.py); here they take the Rust path.
+CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+CONTROL_CHAR = re.compile(f"[{CONTROL_CHARS}]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # Folding a character the first time costs ~8 µs (five calls into Rust); the results are
 # remembered, up to this many characters (a few MB). A text needing more new characters
@@ -263,7 +266,7 @@ class TextEncoder:
         Equivalence is tested on generated text and on IMDB
         (tests/training/test_tokenizer.py, tests/training/test_committed_bundle.py).
         """
-        if _ASCII_CONTROL.search(text):
+        if CONTROL_CHAR.search(text):
             return None
         folds = {} if text.isascii() else self._folds_of(text)
         if folds is None:
@@ -297,7 +300,7 @@ class TextEncoder:
         if not (
             self._classified_alike(char, _BREAK_CLASSES)
             and all(self._classified_alike(c, _TOKEN_CLASSES) for c in fold)
-            and not _ASCII_CONTROL.search(fold)
+            and not CONTROL_CHAR.search(fold)
             and fold.lower() == fold  # (the whole text is lower-cased by Python afterwards)
         ):
             fold = None
