@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.workloads import texts_of
+from service.affinity import should_pin, thread_pinner, usable_cpus
 from service.grouped import GROUP_COUNTS
 from service.tokenizer import pad_batch
 
@@ -45,8 +46,13 @@ def measure(
     threads: int,
     budget_s: float,
     batches_per_call: int = 1,
+    intra_op_threads: int = 1,
 ) -> dict:
-    """texts/s and per-call latency for one configuration, ``budget_s`` of timed calls."""
+    """texts/s and per-call latency for one configuration, ``budget_s`` of timed calls.
+
+    The calling threads are pinned to CPUs where the service would pin its inference
+    threads (the same rule, service/affinity.py), so both place their threads alike.
+    """
     # Padded up front, and run on the raw session (or the grouped sessions): not
     # ``Bundle.score_ids``, whose batching policy is part of the service under test.
     padded = [pad_batch(b) for b in _batches(ids, batch_size)]
@@ -73,7 +79,12 @@ def measure(
     texts = [0]
     deadline = time.perf_counter() + budget_s
 
+    pinned = should_pin("auto", threads, intra_op_threads)
+    pin_this_thread = thread_pinner(usable_cpus()) if pinned else None
+
     def worker() -> None:
+        if pin_this_thread is not None:
+            pin_this_thread()
         while time.perf_counter() < deadline:
             with lock:
                 batch, size = calls[next(cursor) % len(calls)]
@@ -97,6 +108,7 @@ def measure(
         "batch_size": batch_size,
         "batches_per_call": batches_per_call,
         "threads": threads,
+        "pinned": pinned,
         "texts": texts[0],
         "batches": len(latencies),
         "seconds": elapsed,
@@ -126,12 +138,14 @@ def sweep(
         bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
         ids = bundle.encoder.encode_ids(texts)
         for batch_size, n_threads in itertools.product(batch_sizes, threads):
-            row = measure(bundle, ids, batch_size, n_threads, budget_s)
+            row = measure(bundle, ids, batch_size, n_threads, budget_s, 1, intra)
             rows.append({"intra_op_threads": intra, "variant": variant, **row})
         best = max((r for r in rows if r["intra_op_threads"] == intra), key=_texts_per_s)
         if grouped_calls and bundle.grouped is not None:
             for batch_size in sorted(batch_sizes)[:2]:
-                row = measure(bundle, ids, batch_size, best["threads"], budget_s, GROUP_COUNTS[-1])
+                row = measure(
+                    bundle, ids, batch_size, best["threads"], budget_s, GROUP_COUNTS[-1], intra
+                )
                 rows.append({"intra_op_threads": intra, "variant": variant, **row})
     return rows
 
@@ -155,7 +169,7 @@ def one_config(
 
     bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
     ids = bundle.encoder.encode_ids(texts)
-    row = measure(bundle, ids, batch_size, threads, budget_s, per_call)
+    row = measure(bundle, ids, batch_size, threads, budget_s, per_call, intra)
     return {"intra_op_threads": intra, "variant": variant, **row}
 
 

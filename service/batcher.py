@@ -32,12 +32,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from service.affinity import thread_pinner
 from service.errors import InferenceFailed, Overloaded, ShuttingDown
 from service.packing import pack_by_length, padding_share
 
 log = logging.getLogger("service.batcher")
 
-PredictFn = Callable[[list[list[int]]], Sequence[float]]
+PredictFn = Callable[[list[Sequence[int]]], Sequence[float]]
 
 
 class BatchObserver:
@@ -60,7 +61,7 @@ class Admission:
 class _Item:
     __slots__ = ("enqueued", "future", "ids")
 
-    def __init__(self, ids: list[int], future: asyncio.Future, enqueued: float):
+    def __init__(self, ids: Sequence[int], future: asyncio.Future, enqueued: float):
         self.ids = ids
         self.future = future
         self.enqueued = enqueued
@@ -76,7 +77,10 @@ class Batcher:
         queue_size: int = 2048,
         workers: int = 2,
         observer: BatchObserver | None = None,
+        pin_cpus: list[int] | None = None,
     ):
+        """``pin_cpus``: pin the inference threads to these CPUs, one each, in turn
+        (service/affinity.py); None leaves them to the scheduler."""
         self._predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -88,7 +92,11 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(workers)
         self._in_flight: set[asyncio.Task] = set()
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="inference",
+            initializer=thread_pinner(pin_cpus) if pin_cpus else None,
+        )
         self._dispatcher: asyncio.Task | None = None
         self._closing = False
         self._seconds_per_text = 0.001  # EMA of batch time / batch size, for Retry-After
@@ -141,7 +149,7 @@ class Batcher:
             )
 
     async def submit(
-        self, sequences: Sequence[list[int]], admission: Admission | None = None
+        self, sequences: Sequence[Sequence[int]], admission: Admission | None = None
     ) -> list[float]:
         """Score encoded texts; results in input order. Cancel the call to give up.
 
@@ -236,7 +244,7 @@ class Batcher:
         return batch
 
     async def _run_split(
-        self, sequences: list[list[int]], lengths: list[int], groups: list[list[int]]
+        self, sequences: list[Sequence[int]], lengths: list[int], groups: list[list[int]]
     ) -> list[float]:
         """Run the batch's length groups as one job per inference thread, in parallel."""
         chunks = _balanced_chunks(groups, lengths, self.workers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
 
-    def score_ids(self, sequences: list[list[int]]) -> np.ndarray:
+    def score_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """P(positive) for already-encoded texts (any lengths), in order; thread-safe.
 
         Runs length-sorted sub-batches (service/packing.py): each text's score does not

@@ -38,24 +38,23 @@ from service.schemas import (
     TokenizeResult,
 )
 from service.settings import Settings
-from service.tokenizer import CONTROL_CHAR, CONTROL_CHARS, Encoded
+from service.tokenizer import Encoded, has_control_char
 
 router = APIRouter()
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
 # pool, and that hop cost a third of the event loop's time per request (py-spy, bench/).
-# Up to this many characters of plain ASCII are encoded on the loop (about 5 ms: the
-# Python path holds the GIL anyway, so a thread would only add hand-offs; 64 reviews per
-# request went 38 -> 40 req/s). Other text may need the Rust tokenizer (5x slower per
-# character, for the few characters Python cannot fold: service/tokenizer.py), which
-# releases the GIL: beyond the smaller limit (about 1 ms of Python) it is encoded in a thread.
+# A request of up to this many characters is encoded on the loop wherever Python can
+# encode it (2-3 ms of reviews): that path holds the GIL anyway, so a thread would only
+# add hand-offs, and keep the vocab table's temporaries in its own malloc arena (+10 MB of
+# peak RSS). Texts that need the Rust tokenizer (5x slower per character; the few whose
+# characters Python cannot fold: service/tokenizer.py) release the GIL: beyond the
+# smaller limit (about 1 ms) they are encoded in a thread, and bigger requests entirely.
 _INLINE_ENCODE_CHARS = 131_072
 _INLINE_RUST_CHARS = 16_384
 # JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text (not encodable as UTF-8)
-# and the tokenizer cannot take them.
+# and the tokenizer cannot take them. Only a text that is not ASCII can hold one
+# (``str.isascii`` answers at once), so most texts skip this scan.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Both in one scan: the check runs on every text of every request (a set's isdisjoint over
-# a review's characters cost 14 us, a quarter of tokenizing it; this scan costs under 1).
-_FORBIDDEN_CHAR = re.compile(f"[{CONTROL_CHARS}\ud800-\udfff]")
 
 
 def _error(description: str, retry_after: bool = False) -> dict:
@@ -140,39 +139,37 @@ def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
             field="texts",
         )
     for i, text in enumerate(texts):
-        where = body.field_name(i)
-        if not text or text.isspace():
-            raise InvalidInput(f"{where} is empty or only whitespace", field=where)
-        if len(text) > settings.max_text_chars:
-            raise InvalidInput(
-                f"{where} has {len(text)} characters; the limit is {settings.max_text_chars}",
-                field=where,
-            )
-        if _FORBIDDEN_CHAR.search(text):
-            raise _forbidden_char(text, where)
+        if problem := _text_problem(text, settings.max_text_chars):
+            where = body.field_name(i)
+            raise InvalidInput(f"{where} {problem}", field=where)
     return texts
 
 
-def _forbidden_char(text: str, where: str) -> InvalidInput:
-    if CONTROL_CHAR.search(text):
-        return InvalidInput(
-            f"{where} contains control characters (NUL or other C0 codes besides tab and newline)",
-            field=where,
-        )
-    return InvalidInput(
-        f"{where} contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text",
-        field=where,
-    )
+def _text_problem(text: str, max_chars: int) -> str | None:
+    """What is wrong with one text, or None (runs on every text: cheapest checks first)."""
+    if not text or text.isspace():
+        return "is empty or only whitespace"
+    if len(text) > max_chars:
+        return f"has {len(text)} characters; the limit is {max_chars}"
+    if has_control_char(text):
+        return "contains control characters (NUL or other C0 codes besides tab and newline)"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text"
+    return None
 
 
 async def encode(runtime: ModelRuntime, texts: list[str], with_tokens: bool) -> list[Encoded]:
     encoder = runtime.bundle.encoder
-    chars = sum(map(len, texts))
-    if len(texts) == 1 or chars <= _INLINE_RUST_CHARS:
-        return encoder.encode(texts, with_tokens)
-    if chars <= _INLINE_ENCODE_CHARS and all(t.isascii() for t in texts):
-        return encoder.encode(texts, with_tokens)
-    return await run_in_threadpool(encoder.encode, texts, with_tokens)
+    one = len(texts) == 1
+    if not one and sum(map(len, texts)) > _INLINE_ENCODE_CHARS:
+        return await run_in_threadpool(encoder.encode, texts, with_tokens)
+    out, rust = encoder.encode_python_path(texts, with_tokens)
+    if rust:
+        if one or sum(len(texts[i]) for i in rust) <= _INLINE_RUST_CHARS:
+            encoder.encode_rust_path(texts, rust, out, with_tokens)
+        else:
+            await run_in_threadpool(encoder.encode_rust_path, texts, rust, out, with_tokens)
+    return out  # type: ignore[return-value]
 
 
 def model_ref(runtime: ModelRuntime) -> ModelRef:

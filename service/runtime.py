@@ -11,6 +11,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from service.affinity import should_pin, usable_cpus
 from service.batcher import Batcher
 from service.bundle import Bundle, load_bundle
 from service.errors import BundleError, NotReady
@@ -123,6 +124,7 @@ class ModelManager:
             queue_size=s.queue_size,
             workers=s.inference_workers,
             observer=self.metrics,
+            pin_cpus=_pinned_cpus(s),
         )
         batcher.start()
         return ModelRuntime(bundle, batcher)
@@ -131,3 +133,11 @@ class ModelManager:
         b = runtime.bundle
         self.metrics.set_model(b.name, b.version, b.variant)
         self.metrics.ready.set(1)
+
+
+def _pinned_cpus(s: Settings) -> list[int] | None:
+    if not should_pin(s.pin_inference_threads, s.inference_workers, s.intra_op_threads):
+        return None
+    cpus = usable_cpus()
+    log.info("inference threads pinned, one per CPU", extra={"cpus": cpus})
+    return cpus

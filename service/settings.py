@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(10.0, gt=0)
     inference_workers: int = Field(2, ge=1, le=64)
     intra_op_threads: int = Field(1, ge=1, le=64)
+    pin_inference_threads: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="pin each inference thread to its own CPU; auto: when there are no more "
+        "usable CPUs than inference threads and intra_op_threads is 1 (service/affinity.py)",
+    )
     fast_path: bool = Field(
         True, description="serve well-formed /predict requests outside FastAPI's routing"
     )

@@ -78,6 +78,11 @@ async def client_loop(k: int, base: str, texts: list[str], expected: dict, ids: 
                     seen.mixed.append(f"{version}: token ids of another version")
 
 
+def id_lists(encoder, texts: list[str]) -> list[list[int]]:
+    """Token ids as /tokenize gives them (encode_ids may give the vocab table's arrays)."""
+    return [list(map(int, ids)) for ids in encoder.encode_ids(texts)]
+
+
 async def activate(admin: httpx.AsyncClient, path) -> httpx.Response:
     return await admin.post("/admin/model", json={"path": str(path)}, headers=AUTH)
 
@@ -93,7 +98,7 @@ async def test_hot_swap_under_load_no_failure_no_mixing(tmp_path, bundle_dir, ma
     texts = short_texts(reference) + review_texts(reference, 6, min_chars=1000)
     loaded = {version_a: load_bundle(dir_a), version_b: load_bundle(dir_b)}
     expected = {v: {t: float(b.score_texts([t])[0]) for t in texts} for v, b in loaded.items()}
-    ids = {v: dict(zip(texts, b.encoder.encode_ids(texts), strict=True)) for v, b in loaded.items()}
+    ids = {v: dict(zip(texts, id_lists(b.encoder, texts), strict=True)) for v, b in loaded.items()}
     differ = [t for t in texts if abs(expected[version_a][t] - expected[version_b][t]) > 1e-3]
     assert len(differ) >= 0.8 * len(texts), "the two versions must score most texts differently"
 
@@ -177,7 +182,7 @@ async def test_refused_bundle_under_load_leaves_the_old_one_serving_correctly(
     texts = short_texts(reference)
     model = load_bundle(bundle_dir)
     expected = {manifest["version"]: {t: float(model.score_texts([t])[0]) for t in texts}}
-    ids = {manifest["version"]: dict(zip(texts, model.encoder.encode_ids(texts), strict=True))}
+    ids = {manifest["version"]: dict(zip(texts, id_lists(model.encoder, texts), strict=True))}
     server = Server(tmp_path, SENTIMENT_ADMIN_TOKEN=ADMIN_TOKEN, SENTIMENT_LOG_LEVEL="warning")
     seen = Seen()
     stop = asyncio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,10 @@ PIECES = st.one_of(
 TEXTS = st.lists(st.lists(PIECES, max_size=15).map("".join), max_size=6)
 
 
+def lists(arrays: list[np.ndarray]) -> list[list[int]]:
+    return [a.tolist() for a in arrays]
+
+
 def expected(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
     # The pattern itself, compiled here: an independent reference.
     return [[vocab.get(w, UNK_ID) for w in re.findall(_TOKEN_PATTERN, t)] for t in texts]
@@ -52,7 +57,7 @@ def expected(texts: list[str], vocab: dict[str, int]) -> list[list[int]]:
 @settings(max_examples=300, deadline=None)
 @given(TEXTS)
 def test_ids_equal_the_regex_and_dict_lookups(texts):
-    assert VocabTable(VOCAB, UNK_ID).ids(texts) == expected(texts, VOCAB)
+    assert lists(VocabTable(VOCAB, UNK_ID).ids(texts)) == expected(texts, VOCAB)
 
 
 @settings(max_examples=100, deadline=None)
@@ -61,7 +66,7 @@ def test_a_crowded_table_is_still_exact(texts):
     """Almost no free slots: long probe chains, still the same ids."""
     table = VocabTable(VOCAB, UNK_ID, slots_per_word=1)
     assert table._max_probe > 0
-    assert table.ids(texts) == expected(texts, VOCAB)
+    assert lists(table.ids(texts)) == expected(texts, VOCAB)
 
 
 def test_known_cases():
@@ -70,6 +75,8 @@ def test_known_cases():
     got = table.ids(
         ["Movie movie don't", "abcdefghijklmnopq incomprehensibilities zzzzzzzzzzzzzzzzzzzz"]
     )
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.int32 for a in got)
+    got = lists(got)
     assert got == [
         [UNK_ID, ids["movie"], ids["don't"]],  # (the table is for lower-cased text)
         [ids["abcdefghijklmnopq"], ids["incomprehensibilities"], UNK_ID],
@@ -78,17 +85,17 @@ def test_known_cases():
 
 def test_texts_never_join_across_their_boundary():
     table = VocabTable(VOCAB, UNK_ID)
-    assert table.ids(["don'", "t"]) == [
+    assert lists(table.ids(["don'", "t"])) == [
         [UNK_ID, VOCAB["'"]],  # "don" then a lone apostrophe (neither joins "t")
         [UNK_ID],
     ]
-    assert table.ids(["abcdefg", "h"]) == [[VOCAB["abcdefg"]], [UNK_ID]]
+    assert lists(table.ids(["abcdefg", "h"])) == [[VOCAB["abcdefg"]], [UNK_ID]]
 
 
 def test_empty_input_and_texts_without_tokens():
     table = VocabTable(VOCAB, UNK_ID)
-    assert table.ids([]) == []
-    assert table.ids(["", "   ", "\n"]) == [[], [], []]
+    assert lists(table.ids([])) == []
+    assert lists(table.ids(["", "   ", "\n"])) == [[], [], []]
 
 
 def test_non_ascii_text_is_refused():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,10 +16,12 @@ from service.tokenizer import (
     _ASCII_TOKEN,
     _TOKEN,
     _TOKEN_PATTERN,
+    CONTROL_CHAR,
     PAD_ID,
     UNK_ID,
     UNK_TOKEN,
     TextEncoder,
+    has_control_char,
     new_tokenizer,
     pad_batch,
     train_tokenizer,
@@ -196,9 +199,11 @@ def test_many_texts_at_once_take_the_vocab_table_and_equal_the_rust_tokenizer(en
     finally:
         del encoder._table.ids
     assert sum(calls) == len(batch)  # every text went through the table
+    # (the table's int32 arrays; a text without tokens reads as one unknown word, a list)
+    assert all(isinstance(e.ids, np.ndarray) for e in got if e.original_length)
     want = [rust_path(encoder, text) for text in batch]
-    assert [(e.ids, e.truncated, e.original_length) for e in got] == [
-        (e.ids, e.truncated, e.original_length) for e in want
+    assert [(list(e.ids), e.truncated, e.original_length, e.unknown_tokens) for e in got] == [
+        (e.ids, e.truncated, e.original_length, e.unknown_tokens) for e in want
     ]
 
 
@@ -215,9 +220,9 @@ def test_trailing_and_doubled_apostrophes_split_as_in_rust(encoder, text):
 
 def test_a_big_call_is_cut_into_parts_and_keeps_its_order(encoder, monkeypatch):
     texts = [f"review {k}: " + "great film, don't miss it! " * (k % 7) for k in range(300)]
-    want = [e.ids for e in encoder.encode(texts, with_tokens=False)]  # (one part: 22k chars)
+    want = [list(e.ids) for e in encoder.encode(texts, with_tokens=False)]  # (one part: 22k)
     monkeypatch.setattr(tokenizer_module, "_TABLE_MAX_CHARS", 500)
-    assert [e.ids for e in encoder.encode(texts, with_tokens=False)] == want
+    assert [list(e.ids) for e in encoder.encode(texts, with_tokens=False)] == want
     assert want == [rust_path(encoder, t).ids for t in texts]
 
 
@@ -358,6 +363,18 @@ def test_mixed_requests_keep_their_order(encoder):
 def test_control_characters_take_the_rust_path(encoder, text):
     assert encoder._normalize(text) is None  # not eligible for the Python path
     assert encoder.encode([text])[0] == rust_path(encoder, text)
+
+
+def test_has_control_char_answers_as_the_regex_on_every_code_point():
+    """The fast check (ASCII bytes, translate) against ``CONTROL_CHAR``: each character
+    alone, and inside text with non-ASCII letters and a lone surrogate around it."""
+    for code in range(0x110000):
+        char = chr(code)
+        want = CONTROL_CHAR.search(char) is not None
+        assert has_control_char(char) == want, hex(code)
+        if code % 97 == 0 or code < 0x100:
+            text = f"café \ud800 {char} 中文"
+            assert has_control_char(text) == (CONTROL_CHAR.search(text) is not None), hex(code)
 
 
 def test_tab_newline_and_return_take_the_python_path_and_agree(encoder):
