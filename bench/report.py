@@ -236,7 +236,9 @@ def markdown(result: dict) -> str:
         f"Python {m['python']}, onnxruntime {m['libraries']['onnxruntime']}; machine was {quiet}.",
         f"Load: {s['generator']}, closed loop, {s['duration_s']:g} s per run after {s['warmup_s']:g} s "
         f"warm-up; (a): {s['seed_generator']} client, {s['seed_duration_s']:g} s counted after "
-        f"{s['seed_warmup_s']:g} s in the same run; pinning: {s['pin']}.",
+        f"{s['seed_warmup_s']:g} s in the same run; processes pinned (--pin): {s['pin']}; "
+        "inference threads pinned by the service's rule (SENTIMENT_PIN_INFERENCE_THREADS=auto), "
+        "(d)'s calling threads by the same rule.",
         "",
         "Systems:",
         *[
