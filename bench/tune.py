@@ -27,6 +27,7 @@ DIMENSIONS: dict[str, list[str]] = {
     "max_wait_ms": ["0", "2", "5"],
     "model_variant": ["float", "int8"],
     "workers": ["1", "2"],  # uvicorn worker processes (SENTIMENT_WORKERS)
+    "pin_inference_threads": ["off", "auto"],
 }
 
 
@@ -37,6 +38,7 @@ SHORT = {
     "max_wait_ms": "wait",
     "model_variant": "",
     "workers": "processes",
+    "pin_inference_threads": "pin-",
 }
 
 

@@ -8,6 +8,10 @@ fill the gaps. On 2 CPUs, 64-review requests at concurrency 4, two servers measu
 alternating 3 s slices: +5% texts/s pinned, ahead in each of 12 slices
 (docs/performance.md, "Step 7"). Where CPUs outnumber the threads the scheduler has room
 and "auto" leaves them alone; with several intra-op threads onnxruntime runs its own pool.
+"on" pins whatever the machine: meant for a process that owns its CPUs (an exclusive
+cpuset). Every process counts from the first CPU of its mask, so processes that share a
+mask (several uvicorn workers, or containers limited by CPU quota only, whose mask is the
+whole host) pin onto the same CPUs; "auto" does not fire there.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ def should_pin(mode: PinMode, threads: int, intra_op_threads: int) -> bool:
         return False
     if mode == "on":
         return True
-    return intra_op_threads == 1 and threads >= len(cpus)
+    # Only an even spread: 3 threads on 2 CPUs would put two of a batch's three equal
+    # chunks on one CPU, a third slower than leaving them to the scheduler.
+    return intra_op_threads == 1 and threads >= len(cpus) and threads % len(cpus) == 0
 
 
 def thread_pinner(cpus: list[int]) -> Callable[[], None]:

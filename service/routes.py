@@ -46,10 +46,14 @@ router = APIRouter()
 # A request of up to this many characters is encoded on the loop wherever Python can
 # encode it (2-3 ms of reviews): that path holds the GIL anyway, so a thread would only
 # add hand-offs, and keep the vocab table's temporaries in its own malloc arena (+10 MB of
-# peak RSS). Texts that need the Rust tokenizer (5x slower per character; the few whose
-# characters Python cannot fold: service/tokenizer.py) release the GIL: beyond the
-# smaller limit (about 1 ms) they are encoded in a thread, and bigger requests entirely.
+# peak RSS). Text that is not ASCII costs more per character (CJK about 0.15 µs; folding
+# a new character ~8 µs, at most 32 per text): a request whose non-ASCII texts add up to
+# more than the middle limit (about 5 ms of the worst such text; a 64-review request holds
+# about 11,000 such characters) is encoded in a thread. Texts that need the Rust tokenizer
+# (5x slower per character; the few whose characters Python cannot fold:
+# service/tokenizer.py) release the GIL: beyond the smallest limit they go to a thread.
 _INLINE_ENCODE_CHARS = 131_072
+_INLINE_NON_ASCII_CHARS = 32_768
 _INLINE_RUST_CHARS = 16_384
 # JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text (not encodable as UTF-8)
 # and the tokenizer cannot take them. Only a text that is not ASCII can hold one
@@ -161,7 +165,10 @@ def _text_problem(text: str, max_chars: int) -> str | None:
 async def encode(runtime: ModelRuntime, texts: list[str], with_tokens: bool) -> list[Encoded]:
     encoder = runtime.bundle.encoder
     one = len(texts) == 1
-    if not one and sum(map(len, texts)) > _INLINE_ENCODE_CHARS:
+    if not one and (
+        sum(map(len, texts)) > _INLINE_ENCODE_CHARS
+        or sum(len(t) for t in texts if not t.isascii()) > _INLINE_NON_ASCII_CHARS
+    ):
         return await run_in_threadpool(encoder.encode, texts, with_tokens)
     out, rust = encoder.encode_python_path(texts, with_tokens)
     if rust:

@@ -137,6 +137,8 @@ class ModelManager:
 
 def _pinned_cpus(s: Settings) -> list[int] | None:
     if not should_pin(s.pin_inference_threads, s.inference_workers, s.intra_op_threads):
+        if s.pin_inference_threads == "on":
+            log.warning("SENTIMENT_PIN_INFERENCE_THREADS=on, but this platform cannot pin threads")
         return None
     cpus = usable_cpus()
     log.info("inference threads pinned, one per CPU", extra={"cpus": cpus})

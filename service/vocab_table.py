@@ -94,6 +94,7 @@ class VocabTable:
             longer.tolist(), starts[longer].tolist(), ends[longer].tolist(), strict=True
         ):
             ids[k] = self._long.get(joined[start:end], self._unknown)
+        ids.flags.writeable = False  # the views share it: no caller may edit another's ids
         text_starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
         cuts = [0, *np.searchsorted(starts, text_starts[1:]).tolist(), len(ids)]
         return [ids[a:b] for a, b in pairwise(cuts)]

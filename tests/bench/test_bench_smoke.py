@@ -95,3 +95,29 @@ def test_tokenizer_cost_prints_both_paths(capsys: pytest.CaptureFixture[str]) ->
     for name in ("service encoder", "Rust pipeline"):
         line = next(line for line in out.splitlines() if name in line)
         assert float(line.split("median")[1].split("µs")[0]) > 0
+
+
+def test_ab_alternates_two_servers_and_reports_the_ratio(tmp_path: Path) -> None:
+    """``bench.ab``: both configurations up, slices alternating, one ratio per slice."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    out = tmp_path / "ab.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.ab", "base", "nowait:max_wait_ms=0"),
+            *("--workload", "review-c1", "--slices", "2", "--slice-s", "1"),
+            *("--warmup-s", "0", "--reviews", "40", "--out", str(out)),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["b"] == "this service, max_wait_ms=0"
+    assert len(summary["slices"]) == 2
+    for piece in summary["slices"]:
+        assert piece["a"] > 0 and piece["b"] > 0 and piece["errors"] == [0, 0]
+        assert piece["ratio"] == pytest.approx(piece["b"] / piece["a"])
+    assert summary["median_ratio"] > 0 and "B/A median" in done.stdout

@@ -22,7 +22,8 @@ linux_only = pytest.mark.skipif(
     ("cpus", "mode", "threads", "intra", "pinned"),
     [
         ([0, 1], "auto", 2, 1, True),  # as many threads as CPUs: pin
-        ([0, 1], "auto", 3, 1, True),
+        ([0, 1], "auto", 4, 1, True),  # two per CPU: still an even spread
+        ([0, 1], "auto", 3, 1, False),  # one CPU would get two of three equal chunks
         ([0, 1, 2, 3], "auto", 2, 1, False),  # room to spare: the scheduler decides
         ([0, 1], "auto", 2, 2, False),  # onnxruntime's own intra-op pool
         ([0, 1, 2, 3], "on", 2, 1, True),
@@ -30,6 +31,7 @@ linux_only = pytest.mark.skipif(
         ([], "on", 2, 1, False),  # no affinity calls on this platform
     ],
 )
+@linux_only
 def test_the_pinning_rule(monkeypatch, cpus, mode, threads, intra, pinned):
     monkeypatch.setattr(affinity, "usable_cpus", lambda: cpus)
     assert should_pin(mode, threads, intra) == pinned
@@ -86,6 +88,7 @@ async def test_the_batchers_inference_threads_run_pinned():
     assert seen and all(len(s) == 1 and next(iter(s)) in cpus for s in seen)
 
 
+@linux_only
 def test_settings_choose_the_cpus(monkeypatch):
     monkeypatch.setattr(affinity, "usable_cpus", lambda: [0, 1])
     import service.runtime as runtime

@@ -50,7 +50,7 @@ def _same(got, want) -> bool:
 
 
 async def test_python_path_texts_are_encoded_on_the_loop(where_encoded, encoder):
-    texts = [PYTHON_TEXT, ACCENTED_TEXT] * 20  # ~50k characters, some not ASCII
+    texts = [PYTHON_TEXT] * 30 + [ACCENTED_TEXT] * 5  # ~45k characters, 6k not ASCII
     got, seen = await where_encoded(texts)
     assert seen == {"python": {threading.current_thread().name}}
     assert _same(got, encoder.encode(texts, with_tokens=False))
@@ -76,6 +76,15 @@ async def test_a_small_rust_part_stays_on_the_loop(where_encoded, encoder):
 
 async def test_a_request_over_the_inline_limit_is_encoded_in_a_thread(where_encoded, encoder):
     texts = [PYTHON_TEXT] * (routes._INLINE_ENCODE_CHARS // len(PYTHON_TEXT) + 1)
+    got, seen = await where_encoded(texts)
+    assert seen["whole"] and threading.current_thread().name not in seen["whole"]
+    assert _same(got, encoder.encode(texts, with_tokens=False))
+
+
+async def test_much_text_that_is_not_ascii_is_encoded_in_a_thread(where_encoded, encoder):
+    """Folding new characters costs ~8 µs each: over the smaller limit, off the loop."""
+    texts = [ACCENTED_TEXT] * 30  # ~36k characters, no text of them ASCII
+    assert sum(map(len, texts)) > routes._INLINE_NON_ASCII_CHARS
     got, seen = await where_encoded(texts)
     assert seen["whole"] and threading.current_thread().name not in seen["whole"]
     assert _same(got, encoder.encode(texts, with_tokens=False))

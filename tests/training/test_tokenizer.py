@@ -226,6 +226,22 @@ def test_a_big_call_is_cut_into_parts_and_keeps_its_order(encoder, monkeypatch):
     assert want == [rust_path(encoder, t).ids for t in texts]
 
 
+@pytest.mark.parametrize("policy", ["head", "tail", "head+tail"])
+def test_arrays_are_truncated_as_lists_are(policy):
+    items = list(range(2, 40))
+    for max_length in (1, 2, 3, 8, 37, 38, 50):
+        got = truncate(np.array(items, dtype=np.int32), max_length, policy)
+        assert list(got) == list(truncate(items, max_length, policy)), max_length
+
+
+def test_the_tables_ids_are_read_only_views(encoder):
+    untruncated = TextEncoder(encoder.tokenizer, max_length=10_000)
+    texts = ["A long review, don't you think? " * 140, "another one " * 50]
+    got = untruncated.encode(texts, with_tokens=False)
+    assert not any(e.truncated for e in got)
+    assert all(isinstance(e.ids, np.ndarray) and not e.ids.flags.writeable for e in got)
+
+
 def test_parts_hold_at_most_max_chars_or_one_text():
     items = list(enumerate(["a" * 10, "", "b" * 30, "c" * 5, "d" * 6]))
     parts = list(tokenizer_module._chunks(items, 12))

@@ -1,0 +1,119 @@
+"""Two service configurations side by side: both servers up, the load alternating.
+
+    python -m bench.ab A B [--workload batch64-c4] [--slices 12] [--slice-s 3] [--out F]
+
+A and B are ``NAME`` (the defaults) or ``NAME:key=value,...`` as ``bench.run --variant``
+takes them, e.g. ``python -m bench.ab base pin-off:pin_inference_threads=off``.
+
+Why: this machine's speed drifts by 10-30% from minute to minute, so two runs of one
+server after another can differ by more than the change being measured. Here both
+servers are started, primed and warmed once; then the generator drives A for
+``--slice-s`` seconds, then B (the order alternating from slice to slice), and each
+slice gives a ratio B/A of two figures measured seconds apart. The median of those
+ratios, and how many slices B won, are the answer (docs/performance.md, Step 7). The
+idle server uses no CPU while the other is measured. Nothing is asserted about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.loadgen import have_wrk, run_load
+from bench.systems import System, parse_variant, prime, server_for, wait_idle
+from bench.workloads import by_name, sample_reviews, write_payloads
+
+
+def system_of(spec: str) -> System:
+    """``NAME`` alone is the defaults; ``NAME:key=value,...`` as ``bench.run --variant``."""
+    if ":" not in spec:
+        return System(f"c-{spec}", "this service, defaults")
+    return parse_variant(spec)
+
+
+def slice_rate(result: dict, texts_per_request: int) -> float:
+    return result["ok"] * texts_per_request / result["duration_s"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("a", help="NAME or NAME:key=value,... (the reference)")
+    parser.add_argument("b", help="NAME or NAME:key=value,... (the candidate)")
+    parser.add_argument("--workload", default="batch64-c4")
+    parser.add_argument("--slices", type=int, default=12, help="slice pairs (one A, one B)")
+    parser.add_argument("--slice-s", type=int, default=3, help="seconds per slice (whole)")
+    parser.add_argument("--warmup-s", type=int, default=2, help="per server, before slices")
+    parser.add_argument("--reviews", type=int, default=1000, help="IMDB test reviews sampled")
+    parser.add_argument("--bundle", type=Path, help="default: the newest committed bundle")
+    parser.add_argument("--generator", choices=("wrk", "async"))
+    parser.add_argument("--out", type=Path, help="also write the slices as JSON here")
+    args = parser.parse_args(argv)
+
+    from service.settings import Settings
+
+    systems = [system_of(args.a), system_of(args.b)]
+    if systems[0].key == systems[1].key:
+        parser.error("A and B need different names")
+    (workload,) = by_name([args.workload])
+    generator = args.generator or ("wrk" if have_wrk() else "async")
+    bundle_dir = (args.bundle or Settings().resolved_model_dir()).resolve()
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        logs = Path(tmp)
+        payloads = write_payloads(sample_reviews(args.reviews), logs / "payloads")
+        body_file = payloads[workload.kind]
+        load = {"concurrency": workload.concurrency, "generator": generator}
+        servers = [server_for(s, bundle_dir, logs, None) for s in systems]
+        try:
+            for server in servers:
+                server.start(timeout_s=60)
+                prime(server, payloads)
+                if args.warmup_s > 0:
+                    run_load(server.url, body_file, duration_s=args.warmup_s, **load)
+            slices = []
+            for k in range(args.slices):
+                order = (0, 1) if k % 2 == 0 else (1, 0)
+                rates, errors = [0.0, 0.0], [0, 0]
+                for i in order:
+                    wait_idle(servers[i])
+                    result = run_load(servers[i].url, body_file, duration_s=args.slice_s, **load)
+                    rates[i] = slice_rate(result, workload.texts_per_request)
+                    errors[i] = result["errors"]
+                ratio = rates[1] / rates[0] if rates[0] else float("nan")
+                slices.append({"a": rates[0], "b": rates[1], "ratio": ratio, "errors": errors})
+                print(
+                    f"slice {k + 1:2d}/{args.slices}: A {rates[0]:8.1f}  B {rates[1]:8.1f} "
+                    f"texts/s  B/A {ratio:.3f}  errors {errors[0]}/{errors[1]}",
+                    flush=True,
+                )
+        finally:
+            for server in servers:
+                server.stop()
+    ratios = [s["ratio"] for s in slices]
+    summary = {
+        "a": systems[0].label,
+        "b": systems[1].label,
+        "workload": workload.name,
+        "generator": generator,
+        "slice_s": args.slice_s,
+        "median_a": statistics.median(s["a"] for s in slices),
+        "median_b": statistics.median(s["b"] for s in slices),
+        "median_ratio": statistics.median(ratios),
+        "b_ahead": sum(r > 1 for r in ratios),
+        "slices": slices,
+    }
+    print(
+        f"{workload.name}: A ({summary['a']}) {summary['median_a']:.1f}, "
+        f"B ({summary['b']}) {summary['median_b']:.1f} texts/s (medians); "
+        f"B/A median {summary['median_ratio']:.3f}, B ahead in {summary['b_ahead']} "
+        f"of {len(ratios)} slices"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
