@@ -125,13 +125,18 @@ def _check(name: str, value: float | None, limit: float, op: str, shown: str) ->
     }
 
 
+def _percent(ratio: float) -> str:
+    # One decimal: a whole percent would show 79.6% as "80%" beside a MISS.
+    return f"{ratio:.1%}"
+
+
 def _paired(pairs: list[dict], single: float | None) -> tuple[float, str]:
     """The median ratio of back-to-back pairs, shown with each pair and the single runs'."""
     median = statistics.median(p["ratio"] for p in pairs)
-    each = " / ".join(f"{p['ratio']:.0%}" for p in pairs)
-    single_text = "n/a" if single is None else f"{single:.0%}"
+    each = " / ".join(_percent(p["ratio"]) for p in pairs)
+    single_text = "n/a" if single is None else _percent(single)
     return median, (
-        f"{median:.0%} (median of back-to-back pairs: {each}; main runs: {single_text})"
+        f"{_percent(median)} (median of back-to-back pairs: {each}; main runs: {single_text})"
     )
 
 
@@ -150,7 +155,7 @@ def targets(result: dict) -> list[dict]:
             value = None
             if mine and theirs and theirs[metric] > 0:
                 value = mine[metric] / theirs[metric]
-            shown = "n/a" if value is None else f"{value:.2f}×" if limit >= 1 else f"{value:.0%}"
+            shown = "n/a" if value is None else f"{value:.2f}×" if limit >= 1 else _percent(value)
             pairs = systems[c].get("pairs") if other_system == ceiling else None
             if pairs:  # (c) and (d) back to back: the median of those ratios decides
                 value, shown = _paired(pairs, value)
@@ -281,7 +286,7 @@ def _pairs_lines(result: dict) -> list[str]:
         for k, p in enumerate(system.get("pairs") or [], 1):
             lines.append(
                 f"| {system['key']} | {k} | {p['order']} | {p['c_texts_per_s']:,.0f} | "
-                f"{p['d_texts_per_s']:,.0f} | {p['ratio']:.0%} |"
+                f"{p['d_texts_per_s']:,.0f} | {_percent(p['ratio'])} |"
             )
     if not lines:
         return []

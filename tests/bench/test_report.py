@@ -41,7 +41,15 @@ def test_with_pairs_their_median_decides(ratios, median):
     target = batch_target(result_with(ratios))
     assert target["value"] == pytest.approx(median)
     assert target["status"] == ("PASS" if median >= 0.8 else "MISS")
-    assert "main runs: 60%" in target["shown"]  # the single runs' ratio stays visible
+    assert "main runs: 60.0%" in target["shown"]  # the single runs' ratio stays visible
+
+
+def test_a_near_miss_is_not_shown_rounded_up_to_the_target():
+    target = batch_target(result_with([0.749, 0.766, 0.859, 0.826]))
+    assert target["status"] == "MISS"
+    assert (
+        target["shown"].startswith("79.6% ") and "74.9% / 76.6% / 85.9% / 82.6%" in target["shown"]
+    )
 
 
 def test_pairs_are_listed_in_the_markdown():
