@@ -27,11 +27,12 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` from the project root; it must succeed."""
     # The default bundle and settings, whatever the developer's shell exports.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path), *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -39,6 +40,11 @@ def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    done = run_module("bench.run", "--smoke", "--out", str(tmp_path), *args)
     return json.loads((tmp_path / "smoke.json").read_text()), done.stdout
 
 
@@ -99,21 +105,12 @@ def test_tokenizer_cost_prints_both_paths(capsys: pytest.CaptureFixture[str]) ->
 
 def test_ab_alternates_two_servers_and_reports_the_ratio(tmp_path: Path) -> None:
     """``bench.ab``: both configurations up, slices alternating, one ratio per slice."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     out = tmp_path / "ab.json"
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.ab", "base", "nowait:max_wait_ms=0"),
-            *("--workload", "review-c1", "--slices", "2", "--slice-s", "1"),
-            *("--warmup-s", "0", "--reviews", "40", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_module(
+        *("bench.ab", "base", "nowait:max_wait_ms=0", "--workload", "review-c1"),
+        *("--slices", "2", "--slice-s", "1", "--warmup-s", "0", "--reviews", "40"),
+        *("--out", str(out)),
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(out.read_text())
     assert summary["b"] == "this service, max_wait_ms=0"
     assert len(summary["slices"]) == 2
