@@ -7,7 +7,9 @@ never runs on the event loop.
 Batch forming rules:
 - a batch is sent as soon as a worker is free; only while another batch is already
   running does it wait (at most ``max_wait_s`` after its oldest text arrived, monotonic
-  clock) for company, so a lone request on an idle server is never held back;
+  clock) for company, so a lone request on an idle server is never held back. The wait
+  also ends the moment no other batch is running: company is worth waiting for only
+  while the inference threads have other work, never with them idle;
 - at most ``max_batch_size`` texts, oldest first: a request's texts stay together, so
   it is answered by as few batches as possible (picking texts of similar length from
   the whole queue split big requests across batches and cost throughput; padding is
@@ -72,7 +74,7 @@ class Batcher:
         self,
         predict: PredictFn,
         *,
-        max_batch_size: int = 64,
+        max_batch_size: int = 128,
         max_wait_s: float = 0.002,
         queue_size: int = 2048,
         workers: int = 2,
@@ -92,6 +94,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(workers)
         self._in_flight: set[asyncio.Task] = set()
+        self._running = 0  # batches between dispatch and the end of ``_execute``
         self._executor = ThreadPoolExecutor(
             max_workers=workers,
             thread_name_prefix="inference",
@@ -202,6 +205,7 @@ class Batcher:
             if batch is None:  # closing and nothing left
                 self._slots.release()
                 return
+            self._running += 1
             task = asyncio.create_task(self._execute(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -215,7 +219,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._in_flight and len(self._pending) < self.max_batch_size:
+            if self._running and len(self._pending) < self.max_batch_size:
                 await self._wait_for_company()
                 self._drop_abandoned()
                 if not self._pending:
@@ -224,7 +228,7 @@ class Batcher:
 
     async def _wait_for_company(self) -> None:
         deadline = self._pending[0].enqueued + self.max_wait_s
-        while len(self._pending) < self.max_batch_size and not self._closing:
+        while self._running and len(self._pending) < self.max_batch_size and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -304,6 +308,8 @@ class Batcher:
             seconds = time.monotonic() - started
             self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * seconds / len(batch)
             self._observer.batch_done(len(batch), seconds, padding_share(lengths, groups))
+            self._running -= 1
+            self._wakeup.set()  # a dispatcher waiting for company stops once nothing runs
             self._slots.release()
 
 

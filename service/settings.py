@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     model_variant: Literal["float", "int8"] = "float"
 
     # batching and inference (defaults chosen with bench/, see docs/performance.md)
-    max_batch_size: int = Field(64, ge=1, le=4096)
+    max_batch_size: int = Field(128, ge=1, le=4096)
     max_wait_ms: float = Field(2.0, ge=0, description="extra wait for company, only when busy")
     queue_size: int = Field(2048, ge=1, description="texts waiting; beyond it: 503")
     request_timeout_s: float = Field(10.0, gt=0)

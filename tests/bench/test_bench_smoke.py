@@ -104,17 +104,20 @@ def test_tokenizer_cost_prints_both_paths(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_ab_alternates_two_servers_and_reports_the_ratio(tmp_path: Path) -> None:
-    """``bench.ab``: both configurations up, slices alternating, one ratio per slice."""
+    """``bench.ab``: fresh server pairs per round, slices alternating, one ratio per slice."""
     out = tmp_path / "ab.json"
     done = run_module(
         *("bench.ab", "base", "nowait:max_wait_ms=0", "--workload", "review-c1"),
-        *("--slices", "2", "--slice-s", "1", "--warmup-s", "0", "--reviews", "40"),
+        *("--rounds", "2", "--slices", "1", "--slice-s", "1", "--warmup-s", "0"),
+        *("--reviews", "40"),
         *("--out", str(out)),
     )
     summary = json.loads(out.read_text())
     assert summary["b"] == "this service, max_wait_ms=0"
-    assert len(summary["slices"]) == 2
+    assert len(summary["slices"]) == 2 and len(summary["rounds"]) == 2
+    assert [piece["round"] for piece in summary["slices"]] == [1, 2]
     for piece in summary["slices"]:
         assert piece["a"] > 0 and piece["b"] > 0 and piece["errors"] == [0, 0]
         assert piece["ratio"] == pytest.approx(piece["b"] / piece["a"])
-    assert summary["median_ratio"] > 0 and "B/A median" in done.stdout
+    assert summary["rounds"] == [piece["ratio"] for piece in summary["slices"]]
+    assert summary["median_ratio"] > 0 and "B/A median of rounds" in done.stdout

@@ -135,6 +135,21 @@ async def test_deadline_while_busy(make_batcher):
     await blocked
 
 
+async def test_wait_for_company_ends_when_nothing_else_runs(make_batcher):
+    """Company is awaited only while another batch runs: when it finishes, the wait ends."""
+    batcher, fake = make_batcher(max_wait_s=5.0, max_batch_size=64, workers=2)
+    blocked = await block_worker(batcher, fake)
+    waiting = asyncio.create_task(batcher.submit([seq(5)]))
+    await wait_until(lambda: batcher.queue_depth == 1)
+    for _ in range(5):  # the dispatcher takes the second worker and waits for company
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    fake.gate.set()  # the only running batch finishes: no reason left to wait
+    assert await asyncio.wait_for(waiting, timeout=2.5) == pytest.approx([0.005])
+    await blocked
+    assert fake.batches[-1] == [5]
+
+
 async def test_full_batch_does_not_wait_for_the_deadline(make_batcher):
     batcher, fake = make_batcher(max_wait_s=30.0, max_batch_size=3, workers=2)
     blocked = await block_worker(batcher, fake)
