@@ -242,17 +242,18 @@ class TextEncoder:
         """
         out: list[Encoded | None] = [None] * len(texts)
         rust: list[int] = []
-        table: list[tuple[int, str]] = []  # ASCII after folding, ids only: the vocab table
+        table: list[tuple[int, str]] = []  # ids only: the vocab table (``VocabTable.takes``)
+        takes = self._table.takes if self._table is not None else None
         for i, text in enumerate(texts):
             normalized = self._normalize(text) if self._python_path else None
             if normalized is None:
                 rust.append(i)
-            elif not with_tokens and normalized.isascii():
+            elif not with_tokens and takes is not None and takes(normalized):
                 table.append((i, normalized))
             else:
                 out[i] = self._finish(*self._tokenize(normalized, with_tokens), with_tokens)
         if table:
-            self._encode_ascii(table, out)
+            self._encode_by_table(table, out)
         return out, rust
 
     def encode_rust_path(
@@ -273,8 +274,8 @@ class TextEncoder:
         for i, enc in zip(indices, encodings, strict=True):
             out[i] = self._finish(enc.ids, enc.tokens if with_tokens else [], with_tokens)
 
-    def _encode_ascii(self, texts: list[tuple[int, str]], out: list[Encoded | None]) -> None:
-        """Ids of normalised ASCII texts, into ``out`` at their indices.
+    def _encode_by_table(self, texts: list[tuple[int, str]], out: list[Encoded | None]) -> None:
+        """Ids of normalised texts the vocab table takes, into ``out`` at their indices.
 
         The vocab table does a whole call's texts in numpy (service/vocab_table.py): 3x
         faster per review than the regex, but with a fixed cost, so small calls use the regex.

@@ -1,4 +1,4 @@
-"""The vocab table: ids for many ASCII texts at once, equal to the regex and dict lookups."""
+"""The vocab table: ids for many texts at once, equal to the regex and dict lookups."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import service.vocab_table as vocab_table
 from service.tokenizer import _TOKEN_PATTERN, UNK_ID
 from service.vocab_table import VocabTable
 
@@ -33,14 +34,25 @@ WORDS = [
     ",",
     "'",
     "\x00",
+    # Non-ASCII: symbols (IMDB's curly quotes, cp1252 leftovers), words, a long word.
+    "“",
+    "\x96",
+    "£",
+    "café",
+    "naïve",
+    "日本",
+    "ünterschiedlichkeiten",
 ]
-VOCAB = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(WORDS)}, "café": 99}
+VOCAB = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
 # Text made of those words, near misses (a letter more or less), separators of every kind.
 PIECES = st.one_of(
     st.sampled_from(WORDS),
     st.sampled_from(["abcdefgx", "abcdefghijklmnoX", "abcdefghijklmnopqr", "movies", "don", "t"]),
     st.sampled_from([" ", "\n", "\t", "\x1c", "'", "''", "!?", "a'", "'a", "x_y"]),
     st.text(alphabet=[chr(c) for c in range(128)], max_size=20),
+    # Characters no word holds: word characters, symbols, spaces (\x85, NBSP, em space).
+    st.sampled_from(["café", "ø", "жизнь", "—", "”", "\x85", "\xa0", "\u2003", "ª", "é"]),
+    st.text(max_size=8),  # any Unicode (hypothesis leaves out lone surrogates)
 )
 TEXTS = st.lists(st.lists(PIECES, max_size=15).map("".join), max_size=6)
 
@@ -98,9 +110,34 @@ def test_empty_input_and_texts_without_tokens():
     assert lists(table.ids(["", "   ", "\n"])) == [[], [], []]
 
 
-def test_non_ascii_text_is_refused():
+def test_non_ascii_words_symbols_and_spaces():
+    table = VocabTable(VOCAB, UNK_ID)
+    assert lists(table.ids(["“café” naïve\xa0日本—x", "ünterschiedlichkeiten\u2003£\x96"])) == [
+        [VOCAB["“"], VOCAB["café"], UNK_ID, VOCAB["naïve"], VOCAB["日本"], UNK_ID, UNK_ID],
+        [VOCAB["ünterschiedlichkeiten"], VOCAB["£"], VOCAB["\x96"]],
+    ]
+    # A word with a character no vocabulary word holds is one unknown token, not split.
+    assert lists(table.ids(["caféø naïvety"])) == [[UNK_ID, UNK_ID]]
+
+
+def test_a_vocabulary_with_too_many_non_ascii_characters_takes_ascii_only():
+    many = {chr(0x4E00 + k): 2 + k for k in range(200)}  # 200 CJK "words"
+    table = VocabTable({"[PAD]": 0, "[UNK]": 1, "cafe": 300, **many}, UNK_ID)
+    assert table.takes("cafe") and not table.takes("café")
+    assert lists(table.ids(["cafe"])) == [[300]]
     with pytest.raises(ValueError):
-        VocabTable(VOCAB, UNK_ID).ids(["café"])
+        table.ids(["café"])
+
+
+def test_new_characters_are_remembered_up_to_a_bound(monkeypatch):
+    table = VocabTable(VOCAB, UNK_ID)
+    known = len(table._byte_of)
+    monkeypatch.setattr(vocab_table, "_MAX_CHARS", known + 1)
+    assert table.takes("ø") and table.takes("øø")  # one new character: remembered
+    assert not table.takes("ж")  # the bound is reached: refused, left to the regex
+    assert lists(table.ids(["ø"])) == [[UNK_ID]]
+    with pytest.raises(ValueError):
+        table.ids(["ж"])
 
 
 def test_a_table_needs_at_least_one_slot_per_word():

@@ -410,3 +410,29 @@ def test_a_tokenizer_with_other_rules_is_always_encoded_by_rust(encoder):
     for text in ["Great Movie", "great movie", "I LOVED it!"]:
         assert other.encode([text])[0] == rust_path(other, text)
     assert other.encode(["Great"])[0].ids != encoder.encode(["Great"])[0].ids
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(ASCII_PIECES, UNICODE_PIECES), max_size=12).map("".join),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_non_ascii_texts_in_a_big_call_take_the_vocab_table_and_equal_rust(encoder, texts):
+    """After folding, a text that is still not ASCII (curly quotes, dashes, letters that
+    keep their accent-free non-ASCII form) is encoded by the vocab table too."""
+    batch = [*texts, "“A long review” – don’t you think? " * 140]
+    calls = []
+    table_ids = encoder._table.ids
+    encoder._table.ids = lambda part: calls.extend(part) or table_ids(part)
+    try:
+        got = encoder.encode(batch, with_tokens=False)
+    finally:
+        del encoder._table.ids
+    assert any(not text.isascii() for text in calls)  # the long review, at least
+    want = [rust_path(encoder, text) for text in batch]
+    assert [(list(e.ids), e.truncated, e.original_length, e.unknown_tokens) for e in got] == [
+        (e.ids, e.truncated, e.original_length, e.unknown_tokens) for e in want
+    ]
