@@ -95,6 +95,29 @@ async def test_concurrent_callers_each_get_their_own_results(make_batcher):
     assert await blocked == pytest.approx([BLOCKER / 1000])
 
 
+async def test_a_request_spread_over_several_batches_gets_every_score_in_order(make_batcher):
+    batcher, fake = make_batcher(max_batch_size=3, workers=1)
+    result = await asyncio.wait_for(batcher.submit([seq(n) for n in range(1, 9)]), 10)
+    assert result == pytest.approx([n / 1000 for n in range(1, 9)])
+    assert fake.batches == [[1, 2, 3], [4, 5, 6], [7, 8]]
+
+
+async def test_a_request_fails_when_any_of_its_batches_fails_and_its_rest_is_dropped(
+    make_batcher,
+):
+    fake = FakePredict(fail_if=lambda lengths: 2 in lengths)
+    batcher, _ = make_batcher(fake, max_batch_size=2, workers=1)
+    blocked = await block_worker(batcher, fake)
+    doomed = asyncio.create_task(batcher.submit([seq(n) for n in range(1, 7)]))
+    await wait_until(lambda: batcher.queue_depth == 6)
+    fake.gate.set()
+    with pytest.raises(InferenceFailed):
+        await asyncio.wait_for(doomed, 10)
+    await blocked
+    await asyncio.wait_for(batcher.submit([seq(9)]), 10)  # the queue has moved on
+    assert [3, 4] not in fake.batches and [5, 6] not in fake.batches  # computed for nobody
+
+
 async def test_size_cap(make_batcher):
     batcher, fake = make_batcher(max_batch_size=4, workers=1)
     blocked = await block_worker(batcher, fake)
