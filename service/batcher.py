@@ -110,7 +110,6 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(workers)
         self._in_flight: set[asyncio.Task] = set()
-        self._running = 0  # batches between dispatch and the end of ``_execute``
         self._executor = ThreadPoolExecutor(
             max_workers=workers,
             thread_name_prefix="inference",
@@ -221,10 +220,9 @@ class Batcher:
             if batch is None:  # closing and nothing left
                 self._slots.release()
                 return
-            self._running += 1
             task = asyncio.create_task(self._execute(batch))
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._batch_finished)
 
     async def _next_batch(self) -> list[_Item] | None:
         while True:
@@ -235,7 +233,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._running and len(self._pending) < self.max_batch_size:
+            if self._in_flight and len(self._pending) < self.max_batch_size:
                 await self._wait_for_company()
                 self._drop_abandoned()
                 if not self._pending:
@@ -244,7 +242,7 @@ class Batcher:
 
     async def _wait_for_company(self) -> None:
         deadline = self._pending[0].enqueued + self.max_wait_s
-        while self._running and len(self._pending) < self.max_batch_size and not self._closing:
+        while self._in_flight and len(self._pending) < self.max_batch_size and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -253,6 +251,10 @@ class Batcher:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 return
+
+    def _batch_finished(self, task: asyncio.Task) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()  # a dispatcher waiting for company stops once nothing runs
 
     def _drop_abandoned(self) -> None:
         if any(i.future.done() for i in self._pending):
@@ -328,8 +330,6 @@ class Batcher:
             seconds = time.monotonic() - started
             self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * seconds / len(batch)
             self._observer.batch_done(len(batch), seconds, padding_share(lengths, groups))
-            self._running -= 1
-            self._wakeup.set()  # a dispatcher waiting for company stops once nothing runs
             self._slots.release()
 
 

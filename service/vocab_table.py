@@ -95,15 +95,21 @@ class VocabTable:
         return {ord(char): byte for char, byte in zip(chars, _OWN_BYTES, strict=False)}
 
     def _bytes_of(self, text: str) -> bytes:
-        """One byte per character (every non-ASCII one in ``_byte_of``: see ``takes``)."""
+        """One byte per character; ``ValueError`` if ``text`` is not one the table ``takes``."""
         if text.isascii():
             return text.encode("ascii")
         # Per character in numpy, then a dict lookup per non-ASCII character only
         # (``str.translate`` with a dict costs ~50 ns for every character).
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         out = codes.astype(np.uint8)
-        high = np.flatnonzero(codes > 0x7F)
-        out[high] = [self._byte_of[c] for c in codes[high].tolist()]
+        high = codes > 0x7F
+        chars = codes[high].tolist()
+        try:
+            out[high] = [self._byte_of[c] for c in chars]
+        except KeyError:  # a character new to the table (the encoder asked ``takes`` first)
+            if not self.takes(text):
+                raise ValueError("a text holds characters the vocab table cannot take") from None
+            out[high] = [self._byte_of[c] for c in chars]
         return out.tobytes()
 
     def takes(self, text: str) -> bool:
@@ -153,9 +159,7 @@ class VocabTable:
         if not texts:
             return []
         joined = "\n".join(texts)  # a space between texts: no token spans two of them
-        if not joined.isascii() and not all(self.takes(t) for t in texts if not t.isascii()):
-            raise ValueError("a text holds characters the vocab table cannot take")
-        raw = b"\n".join(map(self._bytes_of, texts))  # (one join of bytes, as of the texts)
+        raw = b"\n".join(map(self._bytes_of, texts))  # (the same, one byte per character)
         starts, ends, buffer = _token_bounds(raw, self._class)
         ids = self._lookup(starts, ends - starts, buffer)
         longer = np.flatnonzero(ends - starts > _KEY_BYTES)
