@@ -1,27 +1,42 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make serve   — create .venv with the serving stack (no TensorFlow) and start the API
 #   make test    — create .venv with training + dev extras and run the test suite
+# Every install takes its versions from constraints.txt (the lock: what the tests ran on).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+LOCK   := constraints.txt
+INSTALL := $(PIP) install --quiet --constraint $(LOCK)
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format train bench bench-quick containers audit clean
+.PHONY: serve test lint format train bench bench-quick containers audit clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# Stamps: reinstall only when pyproject.toml changes.
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e .
+# Stamps: reinstall only when pyproject.toml or the lock changes.
+$(VENV)/.serve: pyproject.toml $(LOCK) | $(BIN)/python
+	$(INSTALL) -e .
 	@touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e ".[train,dev]"
+$(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(INSTALL) -e ".[train,dev]"
 	@touch $@ $(VENV)/.serve
+
+# Re-resolve every dependency (base + all extras) to the newest versions pyproject.toml
+# allows, in a fresh venv, and write them to constraints.txt. Then run `make test`.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet ".[train,dev]"
+	{ echo "# The lock: exact versions of every dependency, used as pip constraints by make,"; \
+	  echo "# CI and both images. Regenerate with 'make lock' (then 'make test'); never by hand."; \
+	  .lock-venv/bin/python -m pip freeze --exclude sentiment-lstm-service; } > $(LOCK)
+	rm -rf .lock-venv
 
 serve: $(VENV)/.serve
 	$(BIN)/sentiment-serve $(SERVE_ARGS)

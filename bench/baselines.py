@@ -23,14 +23,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from service.routes import validated_texts
-from service.schemas import (
+from service.http.schemas import (
     ModelRef,
     Prediction,
     PredictRequest,
     PredictResponse,
     Probabilities,
 )
+from service.pipeline import validated_texts
 from service.settings import Settings
 
 BUNDLE_ENV = "BENCH_BUNDLE_DIR"
@@ -90,17 +90,19 @@ def ort_app() -> FastAPI:
     It runs the model file the service runs by default (``SENTIMENT_MODEL_VARIANT``'s
     default), so (b) versus (c) measures serving, not quantisation.
     """
-    from service.bundle import load_bundle
-    from service.tokenizer import pad_batch
+    from sentiment_core.encoder import pad_batch
+    from service.model.loader import Speedups, load_bundle
 
     threads = int(os.environ.get(ORT_THREADS_ENV, "1"))
     variant = os.environ.get(ORT_VARIANT_ENV) or Settings().model_variant
-    bundle = load_bundle(_bundle_dir(), variant=variant, intra_op_threads=threads)
+    plain = Speedups(grouped_runs=False)  # one session, as a hand-written endpoint has
+    bundle = load_bundle(_bundle_dir(), variant=variant, intra_op_threads=threads, speedups=plain)
+    session, name = bundle.scorer.session, bundle.scorer.input_name
 
     def score(sequences: list[list[int]]) -> Sequence[float]:
         # The straightforward way: the request's texts padded together, one run. Not
-        # ``Bundle.score_ids``, whose packing is the service's own optimisation.
-        out = bundle.session.run(None, {bundle.input_name: pad_batch(sequences)})[0]
+        # ``Bundle.outputs``, whose packing is the service's own optimisation.
+        out = session.run(None, {name: pad_batch(sequences)})[0]
         return out.reshape(-1).tolist()
 
     return _per_request_app(f"ORT per request ({variant})", bundle, score)
@@ -110,8 +112,8 @@ def seed_app() -> FastAPI:
     """(a) Keras ``model.predict`` per request: TensorFlow is imported here and only here."""
     import numpy as np
 
-    from service.bundle import load_bundle
-    from service.tokenizer import pad_batch
+    from sentiment_core.encoder import pad_batch
+    from service.model.loader import load_bundle
     from training.model import load_trained_model
 
     bundle_dir = _bundle_dir()

@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from bench.workloads import texts_of
-from service.affinity import should_pin, thread_pinner, usable_cpus
-from service.grouped import GROUP_COUNTS
-from service.tokenizer import pad_batch
+from sentiment_core.batching import length_sorted_batches
+from sentiment_core.encoder import pad_batch
+from service.inference.affinity import should_pin, thread_pinner, usable_cpus
+from service.inference.grouped import GROUP_COUNTS, GroupedScorer
 
 
 def _batches(ids: list[list[int]], batch_size: int, seed: int = 0) -> list[list[list[int]]]:
-    order = np.argsort([len(s) for s in ids], kind="stable")
-    batches = [[ids[i] for i in order[k : k + batch_size]] for k in range(0, len(ids), batch_size)]
+    cuts = length_sorted_batches([len(s) for s in ids], batch_size)
+    batches = [[ids[i] for i in idx] for idx in cuts]
     # Shuffled, so a time-bounded run sees short and long batches alike.
     np.random.default_rng(seed).shuffle(batches)
     return batches
@@ -54,10 +55,10 @@ def measure(
     threads (the same rule, service/affinity.py), so both place their threads alike.
     """
     # Padded up front, and run on the raw session (or the grouped sessions): not
-    # ``Bundle.score_ids``, whose batching policy is part of the service under test.
+    # ``Bundle.outputs``, whose batching policy is part of the service under test.
     padded = [pad_batch(b) for b in _batches(ids, batch_size)]
     if batches_per_call == 1:
-        session, feed = bundle.session, bundle.input_name
+        session, feed = bundle.scorer.session, bundle.scorer.input_name
         calls = [(b, len(b)) for b in padded]
 
         def run(batch):
@@ -67,7 +68,7 @@ def measure(
             (padded[k : k + batches_per_call], sum(map(len, padded[k : k + batches_per_call])))
             for k in range(0, len(padded), batches_per_call)
         ]
-        run = bundle.grouped.run
+        run = bundle.scorer.run_padded
     # Warm-up: a session's first run allocates. Grouped calls may use any of the grouped
     # sessions and the plain one (for a trailing single batch): warm them all.
     warm = [calls[0][0]] if batches_per_call == 1 else [padded[:n] for n in (1, *GROUP_COUNTS)]
@@ -131,7 +132,7 @@ def sweep(
     budget_s: float,
     grouped_calls: bool = True,
 ) -> list[dict]:
-    from service.bundle import load_bundle
+    from service.model.loader import load_bundle
 
     rows = []
     for intra in intra_ops:
@@ -141,7 +142,7 @@ def sweep(
             row = measure(bundle, ids, batch_size, n_threads, budget_s, 1, intra)
             rows.append({"intra_op_threads": intra, "variant": variant, **row})
         best = max((r for r in rows if r["intra_op_threads"] == intra), key=_texts_per_s)
-        if grouped_calls and bundle.grouped is not None:
+        if grouped_calls and isinstance(bundle.scorer, GroupedScorer):
             for batch_size in sorted(batch_sizes)[:2]:
                 row = measure(
                     bundle, ids, batch_size, best["threads"], budget_s, GROUP_COUNTS[-1], intra
@@ -165,7 +166,7 @@ def one_config(
     per_call: int,
 ) -> dict:
     """One configuration, measured for ``budget_s`` (no sweep)."""
-    from service.bundle import load_bundle
+    from service.model.loader import load_bundle
 
     bundle = load_bundle(bundle_dir, variant=variant, intra_op_threads=intra)
     ids = bundle.encoder.encode_ids(texts)

@@ -17,7 +17,6 @@ the other in this process; compare them within one run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import queue
 import tempfile
 import threading
@@ -25,13 +24,17 @@ import time
 from pathlib import Path
 
 from bench.workloads import sample_reviews, texts_of, write_payloads
-from service.bundle import find_latest_bundle, load_bundle
+from service.inference.scorer import Scorer
+from service.model.loader import load_bundle
+from service.settings import Settings
 
 CHUNK = 32
 
 
 def _score(bundle, grouped: bool):
-    return (bundle if grouped else dataclasses.replace(bundle, grouped=None)).score_ids
+    if grouped:
+        return bundle.outputs
+    return Scorer(bundle.scorer.session, bundle.scorer.input_name).score
 
 
 def measure(bundle, requests: list[list[str]], grouped: bool, pipeline: bool, seconds: float):
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=40, help="distinct 64-review requests")
     args = parser.parse_args(argv)
 
-    bundle = load_bundle(find_latest_bundle(Path(__file__).resolve().parents[1] / "models"))
+    bundle = load_bundle(Settings().resolved_model_dir())
     with tempfile.TemporaryDirectory() as folder:
         payload = write_payloads(sample_reviews(64 * args.requests), Path(folder))["batch64"]
         texts = texts_of(payload)

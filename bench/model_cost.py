@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bundle import load_bundle
+from sentiment_core.batching import length_sorted_batches
+from service.model.loader import load_bundle
 from training.data import load_imdb
 
 
@@ -31,8 +32,8 @@ def sample_texts(n: int = 2000, seed: int = 0) -> list[str]:
 
 def texts_per_second(bundle, texts: list[str], batch_size: int = 64, repeats: int = 3) -> float:
     ids = bundle.encoder.encode_ids(texts)
-    order = np.argsort([len(s) for s in ids], kind="stable")
-    batches = [[ids[i] for i in order[k : k + batch_size]] for k in range(0, len(ids), batch_size)]
+    cuts = length_sorted_batches([len(s) for s in ids], batch_size)
+    batches = [[ids[i] for i in idx] for idx in cuts]
     bundle.score_ids(batches[0])  # warm-up
     timings = []
     for _ in range(repeats):
@@ -55,7 +56,7 @@ def main() -> None:
     for path in args.bundles:
         bundle = load_bundle(path, intra_op_threads=threads)
         m = bundle.manifest
-        hp, metrics = m["hyperparameters"], m["metrics"]
+        hp, metrics = m.hyperparameters, m.metrics
         rows.append(
             {
                 "bundle": str(path),

@@ -25,8 +25,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def code_fingerprint() -> str:
     """A short hash of the service's source: shows whether it changed during a session."""
     digest = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "service").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for package in ("sentiment_core", "service"):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(PROJECT_ROOT))
+            digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -1,11 +1,10 @@
-"""In process: what tokenizing costs per review, the Python path against the Rust pipeline.
+"""In process: what encoding costs per review, each encoder against the reference.
 
-The service encodes on its event loop in Python (service/tokenizer.py: a restatement of
-``tokenizer.json``'s rules, tested equal to it; a call with a few thousand characters or
-more gets its ASCII texts' ids from numpy, service/vocab_table.py) and falls back to the
-Rust ``tokenizers`` pipeline for the few texts Python cannot prove it handles alike. This
-prints the costs on the same IMDB test reviews, alternating them for a few rounds, as
-medians.
+The reference encoder is the Rust ``tokenizers`` pipeline (sentiment_core); the service's
+fast encoder restates its rules in Python (service/encoding/python_path.py) and, for
+calls of many texts, looks their ids up in numpy (service/encoding/vocab_table.py). This
+prints each one's cost on the same IMDB test reviews, alternating them for a few rounds,
+as medians. All of them give the same ids (tested).
 
     .venv/bin/python -m bench.tokenizer_cost [--reviews 2000] [--rounds 7]
 """
@@ -17,7 +16,9 @@ import statistics
 import time
 
 from bench.workloads import sample_reviews
-from service.bundle import load_bundle
+from sentiment_core.encoder import TextEncoder
+from sentiment_core.manifest import read_manifest
+from service.encoding.python_path import PythonPathEncoder
 from service.settings import Settings
 
 
@@ -33,21 +34,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
 
-    encoder = load_bundle(Settings().resolved_model_dir()).encoder  # what the service serves
+    bundle_dir = Settings().resolved_model_dir()
+    spec = read_manifest(bundle_dir).input
+    reference = TextEncoder.from_file(
+        bundle_dir / "tokenizer.json", spec.max_length, spec.truncation
+    )
+    regex_only = PythonPathEncoder(reference, vocab_table=False)
+    fast = PythonPathEncoder(reference)
     texts = sample_reviews(args.reviews)
-    rust = encoder.tokenizer
-
     requests = [texts[k : k + 64] for k in range(0, len(texts), 64)]
+
+    def per_request(encoder):  # as /predict calls it: one request's texts, ids only
+        return lambda _: [encoder.encode(r, with_tokens=False) for r in requests]
+
     cases = {
-        # As /predict calls it: one request's texts at a time, ids only.
-        "service encoder, 64 reviews per call": lambda _: [
-            encoder.encode(r, with_tokens=False) for r in requests
-        ],
-        "service encoder, 1 review per call": lambda t: [
-            encoder.encode([text], with_tokens=False) for text in t
-        ],
-        "Rust pipeline alone, 64 per encode_batch": lambda _: [
-            rust.encode_batch(r, add_special_tokens=False) for r in requests
+        "reference (Rust), 64 reviews per call": per_request(reference),
+        "Python path, regex only, 64 per call": per_request(regex_only),
+        "Python path + vocab table, 64 per call": per_request(fast),
+        "Python path, 1 review per call": lambda t: [
+            fast.encode([text], with_tokens=False) for text in t
         ],
     }
     timings: dict[str, list[float]] = {name: [] for name in cases}
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, encode in cases.items():
             timings[name].append(_per_text_us(encode, texts))
 
-    python_path = sum(encoder._normalize(t) is not None for t in texts)
+    python_path = sum(fast.normalize(t) is not None for t in texts)
     chars = sum(map(len, texts)) / len(texts)
     print(f"{len(texts)} IMDB test reviews, {chars:.0f} characters on average")
     print(f"{python_path} take the Python path, {len(texts) - python_path} the Rust one")

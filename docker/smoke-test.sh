@@ -163,7 +163,7 @@ def verify_bundle(bundle: Path) -> dict:
 
 
 def local_encoder(bundle: Path, manifest: dict):
-    from service.tokenizer import TextEncoder
+    from sentiment_core.encoder import TextEncoder
 
     inp = manifest["input"]
     return TextEncoder.from_file(bundle / "tokenizer.json", inp["max_length"], inp["truncation"])
@@ -174,7 +174,7 @@ def check_bundle_scores(bundle: Path, manifest: dict):
     import numpy as np
     import onnxruntime as ort
 
-    from service.tokenizer import pad_batch
+    from sentiment_core.encoder import pad_batch
 
     refs = manifest["reference"]
     enc = local_encoder(bundle, manifest)
@@ -192,7 +192,7 @@ def check_serving(base: str, bundle: Path):
     manifest = verify_bundle(bundle)
     refs = manifest["reference"]
     texts = [r["text"] for r in refs]
-    threshold = float(manifest.get("threshold", 0.5))
+    threshold = float(manifest.get("decision", {}).get("threshold", manifest.get("threshold", 0.5)))
 
     for path in ("/health/live", "/health/ready"):
         status, body = http("GET", base + path)
@@ -241,7 +241,7 @@ def check_serving(base: str, bundle: Path):
     try:
         from fastapi.testclient import TestClient
 
-        from service.app import create_app
+        from service.http.app import create_app
         from service.settings import Settings
     except ImportError as exc:
         print(f"local app comparison skipped: {exc}")

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers == 1:
         # Default: one process. The batcher merges concurrent requests and onnxruntime
         # runs in its own threads; the event loop (one core) bounds HTTP throughput.
-        from service.app import create_app
+        from service.http.app import create_app
 
         uvicorn.run(create_app(settings), **server)
         return
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     # the environment, so the flags travel there.
     for key, value in overrides.items():
         os.environ[f"SENTIMENT_{key.upper()}"] = str(value)
-    uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **server)
+    uvicorn.run("service.http.app:create_app", factory=True, workers=settings.workers, **server)
 
 
 if __name__ == "__main__":

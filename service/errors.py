@@ -1,9 +1,13 @@
-"""One error base class, and the one way an error becomes an HTTP response."""
+"""The service's errors: each has an HTTP status, a stable code and a clear message.
+
+Raised by every layer; ``http.error_handlers`` turns them into the one error body.
+"""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from sentiment_core.manifest import BundleError
+
+__all__ = ["BundleError"]  # (re-exported: the model layer raises it)
 
 
 class ServiceError(Exception):
@@ -80,36 +84,3 @@ class Unauthorized(ServiceError):
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"
-
-
-class BundleError(Exception):
-    """The model bundle is missing, tampered with, or fails its self-check (not HTTP)."""
-
-
-# -- the one error body -------------------------------------------------------------------
-def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
-    if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
-        request.app.state.metrics.rejected.labels(reason=exc.code).inc()
-    details = [{"field": exc.field, "message": exc.message}] if exc.field else []
-    return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
-
-
-def error_response(
-    request: Request, status: int, code: str, message: str, details=None, headers=None
-) -> JSONResponse:
-    details = [
-        {"field": _printable(d["field"]), "message": _printable(d["message"])}
-        for d in details or []
-    ]
-    body = {
-        "error": {"code": code, "message": _printable(message), "details": details},
-        "request_id": request.scope.get("state", {}).get("request_id"),
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _printable(text: str | None) -> str | None:
-    """Messages may quote client input: lone surrogates must not break the UTF-8 answer."""
-    if text is None:
-        return None
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -11,7 +11,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.batcher import BatchObserver
+from service.inference.batch import BatchObserver
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -22,67 +22,57 @@ class Metrics(BatchObserver):
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self._http_metrics(self.registry)
+        self._batch_metrics(self.registry)
+        self._model_metrics(self.registry)
+        # labels() hashes and locks on every call; the hot path reuses the children.
+        self._children: dict[tuple, tuple] = {}
+
+    def _http_metrics(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
-            "sentiment_requests",
-            "HTTP requests by route and status",
-            ["route", "status"],
+            "sentiment_requests", "HTTP requests by route and status", ["route", "status"],
             registry=r,
-        )
+        )  # fmt: skip
         self.latency = Histogram(
-            "sentiment_request_seconds",
-            "HTTP request latency",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+            "sentiment_request_seconds", "HTTP request latency", ["route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.texts = Counter("sentiment_texts", "Texts scored or tokenized", ["route"], registry=r)
+        self.rejected = Counter(
+            "sentiment_rejected", "Requests refused or timed out (503/504) by reason", ["reason"],
+            registry=r,
+        )  # fmt: skip
+
+    def _batch_metrics(self, r: CollectorRegistry) -> None:
         self.queue_wait_seconds = Histogram(
-            "sentiment_queue_wait_seconds",
-            "Time a text waited for its batch",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+            "sentiment_queue_wait_seconds", "Time a text waited for its batch",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.inference_seconds = Histogram(
-            "sentiment_inference_seconds",
-            "onnxruntime time per batch",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+            "sentiment_inference_seconds", "onnxruntime time per batch",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.batch_size = Histogram(
-            "sentiment_batch_size",
-            "Texts per onnxruntime batch",
-            buckets=_BATCH_BUCKETS,
-            registry=r,
+            "sentiment_batch_size", "Texts per batch", buckets=_BATCH_BUCKETS, registry=r
         )
         self.padding_ratio = Histogram(
-            "sentiment_padding_ratio",
-            "Share of each batch that is padding",
-            buckets=_RATIO_BUCKETS,
-            registry=r,
-        )
+            "sentiment_padding_ratio", "Share of each batch's computed cells that is padding",
+            buckets=_RATIO_BUCKETS, registry=r,
+        )  # fmt: skip
         self.queue_depth_gauge = Gauge(
             "sentiment_queue_depth", "Texts waiting for a batch", registry=r
         )
-        self.rejected = Counter(
-            "sentiment_rejected",
-            "Requests refused or timed out (503/504) by reason",
-            ["reason"],
-            registry=r,
-        )
+
+    def _model_metrics(self, r: CollectorRegistry) -> None:
         self.model_info = Gauge(
-            "sentiment_model_info",
-            "The active model (value 1)",
-            ["name", "version", "variant"],
+            "sentiment_model_info", "The active model (value 1)", ["name", "version", "variant"],
             registry=r,
-        )
+        )  # fmt: skip
         self.ready = Gauge("sentiment_ready", "1 when the service is ready", registry=r)
         self.model_swaps = Counter(
             "sentiment_model_swaps", "Model activations by outcome", ["outcome"], registry=r
         )
-
-        # labels() hashes and locks on every call; the hot path reuses the children.
-        self._children: dict[tuple, tuple] = {}
 
     def request_done(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)

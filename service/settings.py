@@ -40,13 +40,28 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(10.0, gt=0)
     inference_workers: int = Field(2, ge=1, le=64)
     intra_op_threads: int = Field(1, ge=1, le=64)
+
+    # speed-ups: each has a simple reference implementation beside it (off = reference);
+    # docs/performance.md measures what each one buys
+    fast_path: bool = Field(
+        True, description="serve well-formed /predict requests outside FastAPI's routing"
+    )
+    python_encoder: bool = Field(
+        True, description="encode in Python where provably equal; off: the Rust tokenizer only"
+    )
+    vocab_table: bool = Field(
+        True, description="a batch request's token ids in numpy (needs python_encoder)"
+    )
+    encode_on_loop: bool = Field(
+        True, description="encode cheap requests on the event loop; off: always in a thread"
+    )
+    grouped_runs: bool = Field(
+        True, description="several length groups per onnxruntime call; off: one call each"
+    )
     pin_inference_threads: Literal["auto", "on", "off"] = Field(
         "auto",
         description="pin each inference thread to its own CPU; auto: when there are no more "
-        "usable CPUs than inference threads and intra_op_threads is 1 (service/affinity.py)",
-    )
-    fast_path: bool = Field(
-        True, description="serve well-formed /predict requests outside FastAPI's routing"
+        "usable CPUs than inference threads and intra_op_threads is 1",
     )
 
     # request limits
@@ -75,7 +90,7 @@ class Settings(BaseSettings):
         return self
 
     def resolved_model_dir(self) -> Path:
-        from service.bundle import find_latest_bundle
+        from sentiment_core.bundle import find_latest_bundle
 
         if self.model_dir is not None:
             return self.model_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.bundle import Bundle, load_bundle
+from service.model.loader import Bundle, load_bundle
 from service.settings import Settings
 
 # SENTIMENT_DATA says where the IMDB data is (training tests); it is not a service setting.

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 
-from service.bundle import sha256_file
-from service.tokenizer import PAD_ID, UNK_ID, TextEncoder
+from sentiment_core.bundle import file_entries
+from sentiment_core.encoder import TextEncoder
+from sentiment_core.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, parse_manifest
+from sentiment_core.tokenizer import PAD_ID, UNK_ID
 
-FORMAT_VERSION = 1
 LABELS = ["negative", "positive"]
 THRESHOLD = 0.5
 LIBRARIES = ("tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "tokenizers", "numpy")
@@ -28,10 +28,12 @@ def write_bundle(
     metrics: dict,
     variants: dict[str, str],
     reference_texts: list[str],
-) -> dict:
+) -> Manifest:
     from training.export import INPUT_NAME, OUTPUT_NAME, onnx_scores
 
-    reference_scores = onnx_scores(bundle_dir / "model.onnx", encoder.encode_ids(reference_texts))
+    reference_scores = onnx_scores(bundle_dir / "model.onnx", encoder.encode_ids(reference_texts))[
+        :, 0
+    ]
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -53,9 +55,9 @@ def write_bundle(
             "unk_id": UNK_ID,
             "vocab_size": encoder.vocab_size,
         },
-        "output": {"name": OUTPUT_NAME, "meaning": "P(positive)"},
+        "output": {"name": OUTPUT_NAME, "kind": "sigmoid", "meaning": "P(positive)"},
         "labels": LABELS,
-        "threshold": THRESHOLD,
+        "decision": {"rule": "threshold", "threshold": THRESHOLD},
         "metrics": _headline_metrics(metrics),
         "reference": [
             {"text": t, "score": float(s)}
@@ -63,13 +65,10 @@ def write_bundle(
         ],
     }
     (bundle_dir / "MODEL_CARD.md").write_text(model_card(manifest, metrics))
-    manifest["files"] = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(bundle_dir.iterdir())
-        if p.is_file() and p.name != "manifest.json" and p.suffix not in {".keras", ".log"}
-    }
-    (bundle_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    manifest["files"] = file_entries(bundle_dir, skip_suffixes=(".keras", ".log"))
+    typed = parse_manifest(manifest)  # what the service will read, checked before writing
+    (bundle_dir / MANIFEST_FILE).write_text(typed.to_json())
+    return typed
 
 
 def _headline_metrics(metrics: dict) -> dict:
@@ -117,7 +116,7 @@ def model_card(manifest: dict, metrics: dict) -> str:
     training = metrics["training"]
     return f"""# Model card: {manifest["name"]} {manifest["version"]}
 
-Binary sentiment classifier: `score` = P(positive); label `positive` when score ≥ {manifest["threshold"]}.
+Binary sentiment classifier: `score` = P(positive); label `positive` when score ≥ {manifest["decision"]["threshold"]}.
 
 ## Model
 Embedding({hp["vocab_size"]}, {hp["embedding_dim"]}) → {arch} → Dense(1, sigmoid), trained with

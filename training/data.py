@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bundle import sha256_file
+from sentiment_core.bundle import sha256_file
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"

@@ -12,7 +12,8 @@ import tensorflow as tf
 import tf2onnx
 from onnx import TensorProto, helper
 
-from service.tokenizer import pad_batch
+from sentiment_core.batching import score_in_length_order
+from sentiment_core.encoder import pad_batch
 from training.model import ModelConfig, build_model
 
 OPSET = 17
@@ -98,26 +99,20 @@ def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
 
 
 def keras_scores(model, sequences: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
-    return _batched(lambda b: model(b, training=False).numpy(), sequences, batch_size)
+    """The Keras model's output rows, scored in length-sorted batches."""
+    run = lambda batch: model(pad_batch(batch), training=False).numpy()  # noqa: E731
+    return score_in_length_order(run, sequences, batch_size)
 
 
 def onnx_scores(
     path: Path, sequences: Sequence[Sequence[int]], batch_size: int = 256
 ) -> np.ndarray:
+    """The ONNX model's output rows through onnxruntime, in length-sorted batches."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _batched(lambda b: session.run(None, {INPUT_NAME: b})[0], sequences, batch_size)
-
-
-def _batched(fn, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
-    """Score in length-sorted batches (little padding), returned in input order."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    out = np.empty(len(sequences), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out[idx] = np.asarray(fn(pad_batch([sequences[i] for i in idx]))).reshape(-1)
-    return out
+    run = lambda batch: session.run(None, {INPUT_NAME: pad_batch(batch)})[0]  # noqa: E731
+    return score_in_length_order(run, sequences, batch_size)
 
 
 def verify_parity(

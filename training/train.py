@@ -92,7 +92,9 @@ def run(cfg: Config) -> Path:
     import keras
     import tensorflow as tf
 
-    from service.tokenizer import TextEncoder, pad_batch, train_tokenizer
+    from sentiment_core.batching import length_sorted_batches, spread_over_lengths
+    from sentiment_core.encoder import TextEncoder, pad_batch
+    from sentiment_core.tokenizer import train_tokenizer
     from training.bundle import write_bundle
     from training.data import length_bucketed_batches, load_imdb, split_by_movie
     from training.evaluate import classification_metrics, plot_curves
@@ -163,7 +165,7 @@ def run(cfg: Config) -> Path:
             order = (
                 length_bucketed_batches(lengths, cfg.batch_size, rng)
                 if shuffle
-                else _sorted_batches(lengths, 256)
+                else length_sorted_batches(lengths, 256)
             )
             for idx in order:
                 yield pad_batch([sequences[i] for i in idx]), labels[idx].astype(np.float32)
@@ -199,15 +201,15 @@ def run(cfg: Config) -> Path:
     onnx_path = work_dir / "model.onnx"
     ops = export_onnx(model, model_cfg, onnx_path)
     fused = FUSED_OPS[cfg.cell] in ops and "Loop" not in ops
-    parity_idx = _varied_lengths(x_test, cfg.parity_texts)
+    parity_idx = spread_over_lengths([len(s) for s in x_test], cfg.parity_texts)
     parity = verify_parity(model, onnx_path, [x_test[i] for i in parity_idx])
     log(f"export: ops {ops}; fused recurrent node: {fused}; parity {parity}")
 
     # -- 6. evaluate: the test set, once, through onnxruntime --------------------------
-    val_scores = onnx_scores(onnx_path, x_val)
-    test_scores = onnx_scores(onnx_path, x_test)
+    val_scores = onnx_scores(onnx_path, x_val)[:, 0]
+    test_scores = onnx_scores(onnx_path, x_test)[:, 0]
     ood = _out_of_domain()
-    ood_scores = onnx_scores(onnx_path, encoder.encode_ids([t["text"] for t in ood]))
+    ood_scores = onnx_scores(onnx_path, encoder.encode_ids([t["text"] for t in ood]))[:, 0]
     metrics = {
         "test": classification_metrics(y_test, test_scores),
         "validation": classification_metrics(y_val, val_scores),
@@ -230,7 +232,7 @@ def run(cfg: Config) -> Path:
     if cfg.quantize:
         int8_path = work_dir / "model.int8.onnx"
         quantize_int8(onnx_path, int8_path)
-        int8_metrics = classification_metrics(y_test, onnx_scores(int8_path, x_test))
+        int8_metrics = classification_metrics(y_test, onnx_scores(int8_path, x_test)[:, 0])
         drop = metrics["test"]["accuracy"] - int8_metrics["accuracy"]
         kept = drop <= 0.003
         metrics["int8"] = {**int8_metrics, "accuracy_drop": drop, "kept": kept}
@@ -267,18 +269,6 @@ def _subset(reviews, n: int, rng: np.random.Generator):
     pick = [pos[i] for i in rng.permutation(len(pos))[:take]]
     pick += [neg[i] for i in rng.permutation(len(neg))[: n - take]]
     return pick
-
-
-def _sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _varied_lengths(sequences, n: int) -> list[int]:
-    """``n`` indices spread evenly over the length distribution (short to longest)."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    n = min(n, len(order))
-    return [int(order[i]) for i in np.linspace(0, len(order) - 1, n).round().astype(int)]
 
 
 def _out_of_domain() -> list[dict]:

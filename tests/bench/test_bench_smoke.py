@@ -91,14 +91,14 @@ def test_async_fallback_generator(tmp_path: Path) -> None:
     assert row["errors"] == 0 and row["ok"] > 0
 
 
-def test_tokenizer_cost_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tokenizer_cost_prints_every_encoder(capsys: pytest.CaptureFixture[str]) -> None:
     from bench.tokenizer_cost import main
 
     main(["--reviews", "40", "--rounds", "2"])
     out = capsys.readouterr().out
     assert "40 IMDB test reviews" in out
     assert "take the Python path" in out
-    for name in ("service encoder", "Rust pipeline"):
+    for name in ("reference (Rust)", "regex only", "vocab table", "1 review per call"):
         line = next(line for line in out.splitlines() if name in line)
         assert float(line.split("median")[1].split("µs")[0]) > 0
 

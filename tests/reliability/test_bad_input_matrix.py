@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from reliability_kit import (
+
+from tests.support.reliability import (
     ADMIN_TOKEN,
     LIVE_MAX_BODY,
     LIVE_MAX_CHARS,

@@ -19,18 +19,18 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_kit import (
+
+from service.errors import InvalidInput
+from service.http.schemas import PredictRequest
+from service.pipeline import validated_texts
+from service.settings import Settings
+from tests.support.reliability import (
     ADMIN_TOKEN,
     LIVE_MAX_CHARS,
     LIVE_MAX_TEXTS,
     assert_no_traceback,
     request_statuses,
 )
-
-from service.errors import InvalidInput
-from service.routes import validated_texts
-from service.schemas import PredictRequest
-from service.settings import Settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 SCHEMATHESIS_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))

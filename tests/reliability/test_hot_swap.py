@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from reliability_kit import (
+
+from service.model.loader import load_bundle
+from tests.support.reliability import (
     ADMIN_TOKEN,
     active_model_versions,
     assert_no_traceback,
@@ -27,9 +29,7 @@ from reliability_kit import (
     review_texts,
     short_texts,
 )
-from svc_testkit import Server, copy_bundle, flip_byte
-
-from service.bundle import load_bundle
+from tests.support.servers import Server, copy_bundle, flip_byte
 
 SWAPS = 8
 CLIENTS = 6

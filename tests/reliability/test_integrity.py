@@ -20,13 +20,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_kit import assert_no_traceback, metric_samples
-from svc_testkit import Server, copy_bundle, flip_byte, make_settings, serve
 
-from service.app import create_app
-from service.tokenizer import TextEncoder
+from service.encoding.python_path import PythonPathEncoder
+from service.http.app import create_app
+from tests.support.reliability import assert_no_traceback, metric_samples
+from tests.support.servers import Server, copy_bundle, flip_byte, make_settings, serve
 
 SERVICE_DIR = Path(__file__).resolve().parents[2] / "service"
+CORE_DIR = SERVICE_DIR.parent / "sentiment_core"
 
 
 # -- a bad bundle never serves (real server) --------------------------------------------------
@@ -100,8 +101,8 @@ def dotted(node: ast.AST) -> str:
 
 def test_service_code_imports_and_calls_nothing_that_unpickles():
     findings = []
-    files = sorted(SERVICE_DIR.glob("*.py"))
-    assert len(files) >= 5, files
+    files = sorted(SERVICE_DIR.rglob("*.py")) + sorted(CORE_DIR.rglob("*.py"))
+    assert len(files) >= 20, files
     for file in files:
         for node in ast.walk(ast.parse(file.read_text(), str(file))):
             if isinstance(node, ast.Import):
@@ -125,8 +126,8 @@ import json, os, sys
 from pathlib import Path
 
 import onnxruntime as ort
-import service.bundle as bundle_module
-from service.tokenizer import TextEncoder
+import service.model.loader as bundle_module
+from sentiment_core.encoder import TextEncoder
 
 bundle_dir = Path(sys.argv[1]).resolve()
 events, active = [], [False]
@@ -181,9 +182,9 @@ def test_loading_a_bundle_deserializes_only_json_and_onnx(bundle_dir, manifest):
     tokenizers = [e["path"] for e in events if e["kind"] == "tokenizer"]
     files = [p for p in sessions if not p.startswith("<bytes")]
     assert files and all(p.endswith(".onnx") for p in files), sessions
-    # The other sessions are the grouped copies of that verified graph (service/grouped.py).
+    # The other sessions are the grouped copies of that verified graph (grouped.py).
     built = [p for p in sessions if p.startswith("<bytes")]
-    assert all(p.endswith("service/grouped.py>") for p in built), built
+    assert all(p.endswith("service/inference/grouped.py>") for p in built), built
     assert tokenizers and all(p.endswith(".json") for p in tokenizers), tokenizers
     opens = [e for e in events if e["kind"] == "open"]
     parsed = {Path(e["path"]).name for e in opens if not e["hashing"]}
@@ -240,8 +241,8 @@ async def test_a_bug_in_encoding_is_a_clean_500_without_a_traceback(monkeypatch)
 
     app = create_app(make_settings(), configure_logs=False)
     async with app.router.lifespan_context(app):
-        # After the load and self-check; (the routes call the encoder's Python half first).
-        monkeypatch.setattr(TextEncoder, "encode_python_path", broken)
+        # After the load and self-check; (the pipeline calls the encoder's Python half first).
+        monkeypatch.setattr(PythonPathEncoder, "encode_python_path", broken)
         # Starlette re-raises after answering; the client must still get the answer.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from reliability_kit import assert_no_traceback, review_texts, short_texts
-from svc_testkit import Server
+
+from tests.support.reliability import assert_no_traceback, review_texts, short_texts
+from tests.support.servers import Server
 
 WORKERS = 8
 DRAIN_TIMEOUT_S = 10

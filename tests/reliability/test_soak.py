@@ -14,8 +14,9 @@ from collections import Counter
 
 import httpx
 import pytest
-from reliability_kit import assert_no_traceback, review_texts, short_texts
-from svc_testkit import Server
+
+from tests.support.reliability import assert_no_traceback, review_texts, short_texts
+from tests.support.servers import Server
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
 WARMUP_SECONDS = min(15.0, SOAK_SECONDS / 3)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from svc_testkit import PredictGate
 
-from service.bundle import Bundle
-from service.tokenizer import TextEncoder
+from sentiment_core.encoder import TextEncoder
+from service.model.loader import Bundle
+from tests.support.servers import PredictGate
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def encoder(bundle_dir: Path, manifest: dict) -> TextEncoder:
 def predict_gate(monkeypatch: pytest.MonkeyPatch):
     """A gate on inference; install it before the app starts. Reopened at teardown."""
     gate = PredictGate()
-    monkeypatch.setattr(Bundle, "score_ids", gate.wrap(Bundle.score_ids))
+    monkeypatch.setattr(Bundle, "run_groups", gate.wrap(Bundle.run_groups))
     try:
         yield gate
     finally:

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-from svc_testkit import Server, raw_http
 
-import service.app
 import service.cli
+import service.http.app
 from service.settings import Settings
+from tests.support.servers import Server, raw_http
 
 CLI = Path(sys.executable).parent / "sentiment-serve"
 
@@ -112,7 +112,7 @@ def test_flags_override_the_environment(monkeypatch, bundle_dir):
     monkeypatch.setenv("SENTIMENT_DRAIN_TIMEOUT_S", "7")
     calls = []
     monkeypatch.setattr(service.cli.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    monkeypatch.setattr(service.app, "configure_logging", lambda *a, **kw: None)
+    monkeypatch.setattr(service.http.app, "configure_logging", lambda *a, **kw: None)
     service.cli.main(["--port", "9999", "--model-dir", str(bundle_dir)])
     ((app, kwargs),) = calls
     assert kwargs["port"] == 9999  # the flag wins over SENTIMENT_PORT

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.bundle import sha256_file
+from sentiment_core.bundle import sha256_file
 from training.data import (
     OFFICIAL_SHA256,
     OFFICIAL_URL,

@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from service.bundle import load_bundle, sha256_file
+from sentiment_core.bundle import sha256_file
+from service.model.loader import load_bundle
 from training.data import default_data_path
 from training.train import main, parse_args, run
 
@@ -42,12 +43,14 @@ def test_bundle_has_every_file_and_matching_hashes(bundle_dir):
 
 def test_manifest_records_what_serving_needs(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
-    assert m["format_version"] == 1 and m["name"] == "sentiment-lstm" and m["version"] == "smoke"
+    assert m["format_version"] == 2 and m["name"] == "sentiment-lstm" and m["version"] == "smoke"
     assert m["input"] == {
         "name": "input_ids", "dtype": "int32", "max_length": 120, "truncation": "head+tail",
         "padding": "post", "pad_id": 0, "unk_id": 1, "vocab_size": m["input"]["vocab_size"],
     }  # fmt: skip
-    assert m["labels"] == ["negative", "positive"] and m["threshold"] == 0.5
+    assert m["labels"] == ["negative", "positive"]
+    assert m["decision"] == {"rule": "threshold", "threshold": 0.5}
+    assert m["output"]["kind"] == "sigmoid"
     assert m["hyperparameters"]["epochs"] == 1 and m["libraries"]["onnxruntime"]
     assert len(m["reference"]) >= 8
     test = m["metrics"]["test"]
@@ -67,9 +70,9 @@ def test_parity_was_verified_and_graph_is_fused(bundle_dir):
 
 def test_service_loads_and_self_checks_the_new_bundle(bundle_dir):
     bundle = load_bundle(bundle_dir)  # raises if hashes or the self-check disagree
-    refs = bundle.manifest["reference"]
-    scores = bundle.score_texts([r["text"] for r in refs])
-    assert max(abs(s - r["score"]) for s, r in zip(scores, refs, strict=True)) <= 1e-5
+    refs = bundle.manifest.reference
+    scores = bundle.score_texts([r.text for r in refs])
+    assert max(abs(s - r.score) for s, r in zip(scores, refs, strict=True)) <= 1e-5
 
 
 def test_missing_data_is_a_clear_cli_error(tmp_path, capsys):

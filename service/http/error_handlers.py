@@ -1,0 +1,125 @@
+"""Errors into HTTP: one body shape for every failure, one mapping from each cause."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from service.errors import ServiceError
+
+# A 4 MB body of wrong values can hold a million errors; the answer names the first few.
+MAX_ERROR_DETAILS = 10
+_MAX_FIELD_CHARS = 200
+
+
+def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
+    if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
+        request.app.state.metrics.rejected.labels(reason=exc.code).inc()
+    details = [{"field": exc.field, "message": exc.message}] if exc.field else []
+    return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, details=None, headers=None
+) -> JSONResponse:
+    details = [
+        {"field": _printable(d["field"]), "message": _printable(d["message"])}
+        for d in details or []
+    ]
+    body = {
+        "error": {"code": code, "message": _printable(message), "details": details},
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _printable(text: str | None) -> str | None:
+    """Messages may quote client input: lone surrogates must not break the UTF-8 answer."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _body_parse_error(cause: BaseException | None) -> str | None:
+    """What FastAPI's bare 400 "error parsing the body" was about, for the clients."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body is not valid JSON: not UTF-8 text (byte {cause.start}: {cause.reason})"
+    if isinstance(cause, RecursionError):
+        return "body is not valid JSON here: arrays or objects nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "body is not valid JSON here: a number with too many digits"
+    if isinstance(cause, ValueError):
+        return f"body is not valid JSON ({type(cause).__name__})"
+    return None
+
+
+def _field_name(loc: tuple) -> str | None:
+    parts = [p for p in loc if p != "body"]
+    if not parts:
+        return None
+    name = ""
+    for p in parts:
+        name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    if len(name) > _MAX_FIELD_CHARS:  # an unknown key is the client's own, of any length
+        name = name[:_MAX_FIELD_CHARS] + "…"
+    return name
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        return service_error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        details = []
+        for err in errors[:MAX_ERROR_DETAILS]:
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "json_invalid":
+                details.append(
+                    {
+                        "field": None,
+                        "message": f"body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}",
+                    }
+                )
+                continue
+            message = err["msg"].removeprefix("Value error, ")
+            details.append({"field": _field_name(loc), "message": message})
+        summary = "; ".join(
+            f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details
+        )
+        if len(errors) > MAX_ERROR_DETAILS:
+            summary += f"; and {len(errors) - MAX_ERROR_DETAILS} more errors"
+        return error_response(request, 422, "invalid_input", summary or "invalid request", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and (message := _body_parse_error(exc.__cause__)):
+            # Invalid UTF-8, nesting beyond the parser's depth, 5000-digit integers: the
+            # same answer as any other body that is not JSON.
+            details = [{"field": None, "message": message}]
+            return error_response(request, 422, "invalid_input", message, details)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Logged with its traceback; the client never sees one.
+        logging.getLogger("service").exception("unhandled error")
+        # This handler runs in Starlette's outermost ServerErrorMiddleware, outside
+        # RequestContextMiddleware, so the request id header must be added here.
+        request_id = request.scope.get("state", {}).get("request_id")
+        return error_response(
+            request,
+            500,
+            "internal_error",
+            "internal error; see server logs",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )

@@ -1,0 +1,244 @@
+"""HTTP routes: translate requests to calls on the pipeline and the models, and back."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from service import pipeline
+from service.errors import (
+    BundleError,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from service.http.schemas import (
+    ActivateModelRequest,
+    ErrorResponse,
+    HealthResponse,
+    ModelRef,
+    ModelSummary,
+    PredictRequest,
+    PredictResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizeResult,
+    json_media_type,
+)
+from service.model.runtime import ModelManager, ModelRuntime
+from service.settings import Settings
+
+router = APIRouter()
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
+# pool, a hop that costs more than the work here.
+
+
+def _error(description: str, retry_after: bool = False) -> dict:
+    """An OpenAPI response entry for the one error body every failure uses."""
+    entry: dict = {"model": ErrorResponse, "description": description}
+    if retry_after:
+        entry["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        }
+    return entry
+
+
+# What each route can answer besides 200 (413 for any route: see app.py).
+_UNSUPPORTED = {415: _error("Content-Type is not application/json")}
+_INVALID = {422: _error("Invalid input: the message names the field and index")}
+_UNAVAILABLE = {
+    503: _error("Not ready, overloaded or shutting down (see Retry-After)", retry_after=True)
+}
+_TEXT_ERRORS = {**_UNSUPPORTED, **_INVALID, **_UNAVAILABLE}
+_PREDICT_ERRORS = {
+    **_TEXT_ERRORS,
+    500: _error("Inference failed for the batch holding this request; retry is safe"),
+    504: _error("Not scored within SENTIMENT_REQUEST_TIMEOUT_S (overloaded)"),
+}
+_ADMIN_ERRORS = {
+    401: _error("Missing or invalid bearer token"),
+    404: _error("Admin API disabled (SENTIMENT_ADMIN_TOKEN unset)"),
+    **_UNSUPPORTED,
+    422: _error("Invalid request, or the bundle was refused (the current model keeps serving)"),
+}
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_manager(request: Request) -> ModelManager:
+    return request.app.state.models
+
+
+async def get_runtime(request: Request) -> AsyncIterator[ModelRuntime]:
+    """The active model, held for the whole request (a swap waits for it to finish)."""
+    runtime = request.app.state.models.current()
+    runtime.acquire()
+    try:
+        yield runtime
+    finally:
+        runtime.release()
+
+
+async def require_json(request: Request) -> None:
+    # Read from the request, not declared as a Header parameter: cheaper per request.
+    if not json_media_type(content_type := request.headers.get("content-type", "")):
+        media = content_type.split(";")[0].strip().lower()
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {media or 'nothing'!r}"
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+RuntimeDep = Annotated[ModelRuntime, Depends(get_runtime)]
+JSON_ONLY = [Depends(require_json)]
+
+
+def model_ref(runtime: ModelRuntime) -> ModelRef:
+    return ModelRef(name=runtime.bundle.name, version=runtime.bundle.version)
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    dependencies=JSON_ONLY,
+    responses=_PREDICT_ERRORS,
+    tags=["inference"],
+)
+async def predict(body: PredictRequest, request: Request) -> Response:
+    """Sentiment of one text (`text`) or several (`texts`), in input order."""
+    # The hot path: no injected dependencies, and bytes rendered by the pipeline (FastAPI's
+    # dependency solving and response re-validation cost more than encoding a review).
+    texts = pipeline.validated_texts(body, request.app.state.settings)
+    request.scope["state"]["texts"] = len(texts)
+    content = await pipeline.predict_json(request.app.state, texts)
+    return Response(content, media_type="application/json")
+
+
+@router.post(
+    "/tokenize",
+    response_model=TokenizeResponse,
+    dependencies=JSON_ONLY,
+    responses=_TEXT_ERRORS,
+    tags=["inference"],
+)
+async def tokenize(
+    body: TokenizeRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
+) -> TokenizeResponse:
+    """Exactly the token ids the model sees for each text (before padding), with the tokens."""
+    texts = pipeline.validated_texts(body, settings)
+    request.scope["state"]["texts"] = len(texts)
+    encoded = await pipeline.tokenize(runtime, texts)
+    request.app.state.metrics.texts.labels(route="/tokenize").inc(len(texts))
+    return TokenizeResponse(
+        model=model_ref(runtime),
+        results=[
+            TokenizeResult(
+                ids=e.ids,
+                tokens=e.tokens,
+                length=len(e.ids),
+                truncated=e.truncated,
+                unknown_tokens=e.unknown_tokens,
+            )
+            for e in encoded
+        ],
+    )
+
+
+@router.get("/health/live", response_model=HealthResponse, tags=["health"])
+async def live() -> HealthResponse:
+    """The process is up and serving HTTP."""
+    return HealthResponse(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse}},
+    tags=["health"],
+)
+async def ready(manager: ManagerDep):
+    """200 once the bundle is loaded, verified and self-checked; 503 with the reason otherwise."""
+    if manager.shutting_down:
+        body = HealthResponse(status="not_ready", reason="shutting down")
+        return JSONResponse(body.model_dump(), status_code=503)
+    if manager.active is None:
+        body = HealthResponse(status="not_ready", reason=manager.not_ready_reason)
+        return JSONResponse(body.model_dump(), status_code=503)
+    return HealthResponse(status="ok", model=model_ref(manager.active))
+
+
+@router.get("/model", response_model=ModelSummary, responses=_UNAVAILABLE, tags=["model"])
+async def model_info(runtime: RuntimeDep) -> ModelSummary:
+    """The active model's manifest summary: name, version, metrics, limits, file hashes."""
+    return ModelSummary(**runtime.bundle.summary())
+
+
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    m = request.app.state.metrics
+    return Response(m.render(), media_type=m.content_type)
+
+
+async def require_admin(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized()
+
+
+@router.post(
+    "/admin/model",
+    response_model=ModelSummary,
+    dependencies=[Depends(require_admin), *JSON_ONLY],
+    responses=_ADMIN_ERRORS,
+    tags=["admin"],
+)
+async def activate_model(
+    body: ActivateModelRequest, manager: ManagerDep, settings: SettingsDep
+) -> ModelSummary:
+    """Verify and activate another bundle version without a restart (atomic swap)."""
+    path = _bundle_path(body, settings)
+    try:
+        runtime = await manager.activate(path)
+    except BundleError as exc:
+        raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
+    return ModelSummary(**runtime.bundle.summary())
+
+
+def _bundle_path(body: ActivateModelRequest, settings: Settings) -> Path:
+    if (body.version is None) == (body.path is None):
+        raise InvalidInput("give exactly one of 'version' or 'path'")
+    field, value = ("path", body.path) if body.path is not None else ("version", body.version)
+    if "\x00" in value or pipeline.has_surrogate(value):
+        raise InvalidInput(f"'{field}' holds a NUL or a lone surrogate: not a path", field=field)
+    if body.path is not None:
+        return Path(body.path)
+    root = (settings.models_root / settings.model_name).resolve()
+    try:
+        path = (root / body.version).resolve()
+    except (OSError, RuntimeError) as exc:  # name too long, symlink loop, ...
+        raise InvalidInput(f"'version' is not a usable path ({exc.__class__.__name__})") from None
+    if path.parent != root:
+        raise InvalidInput(
+            "'version' must name a directory directly under the models root", field="version"
+        )
+    return path

@@ -1,0 +1,144 @@
+"""The predict pipeline: validate → encode → batch → score → render.
+
+Both ``POST /predict`` (``http.routes``) and its fast path (``http.fastpath``) call
+``predict_json``; ``/tokenize`` calls ``tokenize``. A request holds one model runtime
+from start to end, so it is always scored with one version's encoder and model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from pydantic_core import to_json
+from starlette.datastructures import State
+
+from sentiment_core.encoder import Encoded
+from sentiment_core.tokenizer import has_control_char
+from service.errors import InvalidInput, RequestTimeout
+from service.http.schemas import TextsRequest
+from service.inference.batch import Row
+from service.model.runtime import ModelRuntime
+from service.settings import Settings
+
+# JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text and the tokenizer
+# cannot take them. Only a non-ASCII text can hold one, so most texts skip this scan.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def validated_texts(body: TextsRequest, settings: Settings) -> list[str]:
+    """Limits pydantic cannot know: counts, sizes, blank and control characters."""
+    texts = body.as_list()
+    if not texts:
+        raise InvalidInput("'texts' must hold at least one string", field="texts")
+    if len(texts) > settings.max_texts_per_request:
+        raise InvalidInput(
+            f"{len(texts)} texts in one request; the limit is {settings.max_texts_per_request}",
+            field="texts",
+        )
+    for i, text in enumerate(texts):
+        if problem := text_problem(text, settings.max_text_chars):
+            where = body.field_name(i)
+            raise InvalidInput(f"{where} {problem}", field=where)
+    return texts
+
+
+def text_problem(text: str, max_chars: int) -> str | None:
+    """What is wrong with one text, or None (runs on every text: cheapest checks first)."""
+    if not text or text.isspace():
+        return "is empty or only whitespace"
+    if len(text) > max_chars:
+        return f"has {len(text)} characters; the limit is {max_chars}"
+    if has_control_char(text):
+        return "contains control characters (NUL or other C0 codes besides tab and newline)"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text"
+    return None
+
+
+def has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+async def predict_json(state: State, texts: list[str]) -> bytes:
+    """Score validated texts with the active model; the JSON answer."""
+    runtime: ModelRuntime = state.models.current()
+    runtime.acquire()  # the same version's encoder and model, even during a swap
+    try:
+        encoded, rows = await score(runtime, texts, state.settings.request_timeout_s)
+        content = render_predictions(runtime, encoded, rows)
+    finally:
+        runtime.release()
+    state.metrics.count_texts("/predict", len(texts))
+    return content
+
+
+async def score(
+    runtime: ModelRuntime, texts: list[str], timeout_s: float
+) -> tuple[list[Encoded], list[Row]]:
+    """Encode and score ``texts``: their encodings and the model's output rows."""
+    # Room in the queue first: when full, the 503 comes before any encoding work.
+    admission = runtime.batcher.admit(len(texts))
+    try:
+        async with asyncio.timeout(timeout_s):
+            encoded = await runtime.bundle.encoder.encode_async(texts, with_tokens=False)
+            rows = await runtime.batcher.submit([e.ids for e in encoded], admission)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"not scored within {timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
+            "the server is overloaded, retry later"
+        ) from None
+    finally:
+        runtime.batcher.withdraw(admission)  # no-op once submitted
+    return encoded, rows
+
+
+def render_predictions(runtime: ModelRuntime, encoded: list[Encoded], rows: list[Row]) -> bytes:
+    """``PredictResponse`` as JSON, built from plain values (tested equal to the schema's)."""
+    bundle = runtime.bundle
+    manifest = bundle.manifest
+    if manifest.output.kind == "sigmoid":
+        predictions = _binary(manifest.labels, manifest.decision.threshold, encoded, rows)
+    else:
+        predictions = _categorical(manifest.labels, manifest.polar_indices(), encoded, rows)
+    return to_json(
+        {"model": {"name": bundle.name, "version": bundle.version}, "predictions": predictions}
+    )
+
+
+def _binary(labels: list[str], threshold, encoded: list[Encoded], rows: list[Row]) -> list[dict]:
+    """Sigmoid output: ``score`` is P(labels[1]), the label by the threshold."""
+    negative, positive = labels
+    return [
+        {
+            "label": positive if (p := row[0]) >= threshold else negative,
+            "score": p,
+            "probabilities": {negative: 1.0 - p, positive: p},
+            "tokens": len(e.ids),
+            "truncated": e.truncated,
+            "unknown_tokens": e.unknown_tokens,
+        }
+        for e, row in zip(encoded, rows, strict=True)
+    ]
+
+
+def _categorical(
+    labels: list[str], polar: tuple[int, int], encoded: list[Encoded], rows: list[Row]
+) -> list[dict]:
+    """Softmax output: the label by argmax, ``score`` P(positive) - P(negative)."""
+    negative, positive = polar
+    return [
+        {
+            "label": labels[max(range(len(row)), key=row.__getitem__)],
+            "score": row[positive] - row[negative],
+            "probabilities": dict(zip(labels, row, strict=True)),
+            "tokens": len(e.ids),
+            "truncated": e.truncated,
+            "unknown_tokens": e.unknown_tokens,
+        }
+        for e, row in zip(encoded, rows, strict=True)
+    ]
+
+
+async def tokenize(runtime: ModelRuntime, texts: list[str]) -> list[Encoded]:
+    return await runtime.bundle.encoder.encode_async(texts, with_tokens=True)

@@ -1,0 +1,54 @@
+"""Bundle files: hashes, the integrity check, and finding versions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from sentiment_core.bundle import (
+    bundle_versions,
+    file_entries,
+    find_latest_bundle,
+    sha256_file,
+    verify_files,
+)
+from sentiment_core.manifest import BundleError, read_manifest
+
+
+def test_sha256_file_is_the_standard_digest(tmp_path):
+    data = b"x" * (3 << 20)  # more than one read
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_file_entries_cover_every_file_but_the_manifest_and_logs(tmp_path):
+    for name in ("model.onnx", "tokenizer.json", "manifest.json", "train.log"):
+        (tmp_path / name).write_text(name)
+    entries = file_entries(tmp_path)
+    assert set(entries) == {"model.onnx", "tokenizer.json"}
+    assert entries["model.onnx"].bytes == len("model.onnx")
+
+
+def test_the_committed_bundle_verifies_and_a_changed_byte_is_named(bundle_dir, tmp_path):
+    manifest = read_manifest(bundle_dir)
+    verify_files(bundle_dir, manifest)
+    for name in manifest.files:
+        (tmp_path / name).write_bytes((bundle_dir / name).read_bytes())
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "curves.png").unlink()
+    with pytest.raises(BundleError) as info:
+        verify_files(tmp_path, manifest)
+    assert "tokenizer.json: sha256" in str(info.value) and "curves.png: missing" in str(info.value)
+
+
+def test_versions_skip_partial_and_incomplete_directories(tmp_path):
+    base = tmp_path / "m"
+    for version in ("2024", "2026", "2025", "2027.partial", "2028"):
+        (base / version).mkdir(parents=True)
+    for version in ("2024", "2026", "2025", "2027.partial"):
+        (base / version / "manifest.json").write_text("{}")
+    assert [p.name for p in bundle_versions(tmp_path, "m")] == ["2024", "2025", "2026"]
+    assert find_latest_bundle(tmp_path, "m").name == "2026"
+    with pytest.raises(BundleError, match="no model bundle"):
+        find_latest_bundle(tmp_path, "other")
