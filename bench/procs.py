@@ -131,6 +131,7 @@ class Server:
     port: int
     log_path: Path
     ready_path: str = "/health/ready"
+    cwd: Path = PROJECT_ROOT
     proc: subprocess.Popen | None = None
     ready_s: float | None = None
     startup_peak_rss_mb: float = 0.0
@@ -147,7 +148,7 @@ class Server:
         self.proc = subprocess.Popen(
             self.command,
             env=self.env,
-            cwd=PROJECT_ROOT,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole, by id

@@ -52,6 +52,7 @@ class System:
     key: str  # "a", "b", "c", "c-<variant>", "d", "e"
     label: str
     env: dict[str, str] = field(default_factory=dict)  # SENTIMENT_* overrides (c variants)
+    tree: Path | None = None  # another checkout's service (c variants: ``tree=PATH``)
 
     @property
     def model_variant(self) -> str:
@@ -59,17 +60,23 @@ class System:
 
 
 def parse_variant(spec: str) -> System:
-    """``NAME:key=value,...`` -> a service variant; keys are Settings fields or env names."""
+    """``NAME:key=value,...`` -> a service variant; keys are Settings fields or env names,
+    and ``tree=PATH`` serves another checkout's code (e.g. a ``git worktree`` of an older
+    commit) with the same bundle, for old-versus-new comparisons."""
     name, _, assignments = spec.partition(":")
     if not name or not assignments:
         raise ValueError(f"--variant {spec!r}: expected NAME:key=value[,key=value]")
-    env = {}
+    env, tree = {}, None
     for item in assignments.split(","):
         key, _, value = item.partition("=")
         key = key.strip()
+        if key == "tree":
+            tree = Path(value).resolve()
+            continue
         env[key if key.startswith("SENTIMENT_") else "SENTIMENT_" + key.upper()] = value
     parts = [f"{k.removeprefix('SENTIMENT_').lower()}={v}" for k, v in env.items()]
-    return System(f"c-{name}", "this service, " + ", ".join(parts), env)
+    parts += [f"code from {tree}"] if tree else []
+    return System(f"c-{name}", "this service, " + ", ".join(parts), env, tree)
 
 
 # -- servers -----------------------------------------------------------------------------
@@ -84,13 +91,18 @@ def server_for(system: System, bundle_dir: Path, logs: Path, cpus: str | None) -
         **system.env,
     }
     py = sys.executable
+    cwd = PROJECT_ROOT
     if system.key in _BASELINES:
         command = [py, "-m", "bench.baselines", _BASELINES[system.key], "--port", str(port)]
+    elif system.tree is not None:  # that checkout's packages first on the path
+        cwd, env["PYTHONPATH"] = system.tree, str(system.tree)
+        command = [py, "-m", "service.cli", "--host", "127.0.0.1", "--port", str(port)]
     else:
         serve = Path(py).with_name("sentiment-serve")
         entry = [str(serve)] if serve.exists() else [py, "-m", "service.cli"]
         command = [*entry, "--host", "127.0.0.1", "--port", str(port)]
-    return Server(system.key, taskset(cpus) + command, env, port, logs / f"{system.key}.log")
+    log = logs / f"{system.key}.log"
+    return Server(system.key, taskset(cpus) + command, env, port, log, cwd=cwd)
 
 
 def prime(server: Server, payloads: dict[str, Path], timeout_s: float = 120.0) -> None:
