@@ -28,7 +28,6 @@ from service.http.schemas import (
     Prediction,
     PredictRequest,
     PredictResponse,
-    Probabilities,
 )
 from service.pipeline import validated_texts
 from service.settings import Settings
@@ -55,7 +54,7 @@ def _response(model: ModelRef, scores: Sequence[float], encoded: list) -> Predic
             Prediction(
                 label="positive" if score >= 0.5 else "negative",
                 score=score,
-                probabilities=Probabilities(negative=1.0 - score, positive=score),
+                probabilities={"negative": 1.0 - score, "positive": score},
                 tokens=len(e.ids),
                 truncated=e.truncated,
                 unknown_tokens=e.unknown_tokens,

@@ -1,4 +1,11 @@
-"""Bundle files: hashing, integrity checks, and finding the versions under a models root."""
+"""Bundle files: hashing, integrity checks, the versions under a models root, and which
+version of each model is promoted (served).
+
+Layout: ``<models root>/<model name>/<version>/`` holds one bundle; the text file
+``<models root>/<model name>/PROMOTED`` names the version that is served. Training never
+changes what is served by itself: a version is promoted only by an explicit step
+(``sentiment-train --promote``, ``sentiment-promote``, or editing the file).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from pathlib import Path
 from sentiment_core.manifest import MANIFEST_FILE, BundleError, FileEntry, Manifest
 
 PARTIAL_SUFFIX = ".partial"  # a training job still writing; never served
+PROMOTED_FILE = "PROMOTED"
 
 
 def sha256_file(path: Path) -> str:
@@ -60,3 +68,52 @@ def find_latest_bundle(models_root: Path, name: str) -> Path:
             f"no model bundle under {base} (expected {base}/<version>/{MANIFEST_FILE})"
         )
     return versions[-1]
+
+
+def promoted_models(models_root: Path) -> list[str]:
+    """The model names under ``models_root`` that have a promoted version, sorted."""
+    if not models_root.is_dir():
+        return []
+    return sorted(p.name for p in models_root.iterdir() if (p / PROMOTED_FILE).is_file())
+
+
+def promoted_bundle(models_root: Path, name: str) -> Path:
+    """The bundle directory that ``<models_root>/<name>/PROMOTED`` names."""
+    pointer = models_root / name / PROMOTED_FILE
+    if not pointer.is_file():
+        available = ", ".join(p.name for p in bundle_versions(models_root, name)) or "none"
+        raise BundleError(
+            f"no promoted version of model {name!r}: {pointer} is missing (versions there: "
+            f"{available}); promote one with `sentiment-promote {name} VERSION`"
+        )
+    version = pointer.read_text(encoding="utf-8").strip()
+    bundle = models_root / name / version
+    if not version or "/" in version or not (bundle / MANIFEST_FILE).is_file():
+        raise BundleError(f"{pointer} names {version!r}, which is not a bundle in {bundle.parent}")
+    return bundle
+
+
+def promote(models_root: Path, name: str, version: str, *, force: bool = False) -> Path:
+    """Make ``version`` the served version of ``name`` (after checking it is a whole bundle).
+
+    Smoke runs (trained with ``limit``) are refused unless ``force``: they are not models
+    anyone should be served by accident.
+    """
+    from sentiment_core.manifest import read_manifest
+
+    bundle = models_root / name / version
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)
+    if manifest.name != name:
+        raise BundleError(f"{bundle}: its manifest names model {manifest.name!r}, not {name!r}")
+    limit = manifest.hyperparameters.get("limit") or 0
+    if limit and not force:
+        raise BundleError(
+            f"{bundle} was trained on a {limit}-text sample (a smoke run); "
+            "promote it anyway with --force"
+        )
+    pointer = models_root / name / PROMOTED_FILE
+    partial = pointer.with_suffix(".tmp")
+    partial.write_text(version + "\n", encoding="utf-8")
+    partial.replace(pointer)  # atomic: a reader sees the old version or the new one
+    return bundle

@@ -168,17 +168,22 @@ class Manifest(_Part):
         return np.argmax(outputs, axis=1)
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
-        """The API's ``score``: P(labels[1]) for sigmoid bundles; for softmax bundles
-        P(positive) - P(negative) in [-1, 1] (both labels must exist: see ``polar``)."""
+        """The API's ``score``: P(labels[1]) for sigmoid bundles; for softmax bundles with
+        labels ``negative`` and ``positive``, P(positive) - P(negative) in [-1, 1]; for
+        other softmax bundles, the probability of the predicted label."""
         probabilities = self.probabilities(outputs)
         if self.output.kind == "sigmoid":
             return probabilities[:, 1]
-        negative, positive = self.polar_indices()
+        if (polar := self.polar_indices()) is None:
+            return probabilities.max(axis=1)
+        negative, positive = polar
         return probabilities[:, positive] - probabilities[:, negative]
 
-    def polar_indices(self) -> tuple[int, int]:
-        """Where the labels ``negative`` and ``positive`` are (softmax bundles' score)."""
-        return self.labels.index("negative"), self.labels.index("positive")
+    def polar_indices(self) -> tuple[int, int] | None:
+        """Where the labels ``negative`` and ``positive`` are, if the bundle has both."""
+        if "negative" in self.labels and "positive" in self.labels:
+            return self.labels.index("negative"), self.labels.index("positive")
+        return None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=True) + "\n"

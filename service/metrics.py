@@ -1,4 +1,7 @@
-"""Prometheus metrics, one registry per app (so tests can build many apps)."""
+"""Prometheus metrics, one registry per app (so tests can build many apps).
+
+Batch, text and model series carry a ``model`` label: each served model has its own.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
-class Metrics(BatchObserver):
+class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
@@ -28,6 +31,8 @@ class Metrics(BatchObserver):
         self._model_metrics(self.registry)
         # labels() hashes and locks on every call; the hot path reuses the children.
         self._children: dict[tuple, tuple] = {}
+        self._served: dict[str, tuple[str, str, str]] = {}  # model -> its info labels
+        self._model_is_ready: dict[str, bool] = {}
 
     def _http_metrics(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -38,7 +43,9 @@ class Metrics(BatchObserver):
             "sentiment_request_seconds", "HTTP request latency", ["route"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.texts = Counter("sentiment_texts", "Texts scored or tokenized", ["route"], registry=r)
+        self.texts = Counter(
+            "sentiment_texts", "Texts scored or tokenized", ["route", "model"], registry=r
+        )
         self.rejected = Counter(
             "sentiment_rejected", "Requests refused or timed out (503/504) by reason", ["reason"],
             registry=r,
@@ -46,33 +53,38 @@ class Metrics(BatchObserver):
 
     def _batch_metrics(self, r: CollectorRegistry) -> None:
         self.queue_wait_seconds = Histogram(
-            "sentiment_queue_wait_seconds", "Time a text waited for its batch",
+            "sentiment_queue_wait_seconds", "Time a text waited for its batch", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inference_seconds = Histogram(
-            "sentiment_inference_seconds", "onnxruntime time per batch",
+            "sentiment_inference_seconds", "onnxruntime time per batch", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_size = Histogram(
-            "sentiment_batch_size", "Texts per batch", buckets=_BATCH_BUCKETS, registry=r
-        )
+            "sentiment_batch_size", "Texts per batch", ["model"], buckets=_BATCH_BUCKETS,
+            registry=r,
+        )  # fmt: skip
         self.padding_ratio = Histogram(
             "sentiment_padding_ratio", "Share of each batch's computed cells that is padding",
-            buckets=_RATIO_BUCKETS, registry=r,
+            ["model"], buckets=_RATIO_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_depth_gauge = Gauge(
-            "sentiment_queue_depth", "Texts waiting for a batch", registry=r
+            "sentiment_queue_depth", "Texts waiting for a batch", ["model"], registry=r
         )
 
     def _model_metrics(self, r: CollectorRegistry) -> None:
         self.model_info = Gauge(
-            "sentiment_model_info", "The active model (value 1)", ["name", "version", "variant"],
+            "sentiment_model_info", "The served version of each model (value 1)",
+            ["name", "version", "variant"], registry=r,
+        )  # fmt: skip
+        self.ready = Gauge("sentiment_ready", "1 when every served model is ready", registry=r)
+        self.model_ready_gauge = Gauge(
+            "sentiment_model_ready", "1 when the model is ready", ["model"], registry=r
+        )
+        self.model_swaps = Counter(
+            "sentiment_model_swaps", "Model activations by outcome", ["model", "outcome"],
             registry=r,
         )  # fmt: skip
-        self.ready = Gauge("sentiment_ready", "1 when the service is ready", registry=r)
-        self.model_swaps = Counter(
-            "sentiment_model_swaps", "Model activations by outcome", ["outcome"], registry=r
-        )
 
     def request_done(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
@@ -86,28 +98,51 @@ class Metrics(BatchObserver):
         children[0].inc()
         children[1].observe(seconds)
 
-    def count_texts(self, route: str, n: int) -> None:
-        key = ("texts", route)
+    def count_texts(self, route: str, n: int, model: str) -> None:
+        key = ("texts", route, model)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self.texts.labels(route=route)
+            child = self._children[key] = self.texts.labels(route=route, model=model)
         child.inc(n)
 
-    # BatchObserver
-    def batch_done(self, size: int, seconds: float, padding_ratio: float) -> None:
-        self.batch_size.observe(size)
-        self.inference_seconds.observe(seconds)
-        self.padding_ratio.observe(padding_ratio)
-
-    def queue_wait(self, seconds: float) -> None:
-        self.queue_wait_seconds.observe(seconds)
-
-    def queue_depth(self, depth: int) -> None:
-        self.queue_depth_gauge.set(depth)
+    def batch_observer(self, model: str) -> BatchObserver:
+        return _ModelBatches(self, model)
 
     def set_model(self, name: str, version: str, variant: str) -> None:
-        self.model_info.clear()
+        if (old := self._served.pop(name, None)) is not None:
+            self.model_info.remove(*old)
+        self._served[name] = (name, version, variant)
         self.model_info.labels(name=name, version=version, variant=variant).set(1)
+
+    def model_ready(self, name: str, ready: bool) -> None:
+        self._model_is_ready[name] = ready
+        self.model_ready_gauge.labels(model=name).set(1 if ready else 0)
+        self.ready.set(1 if all(self._model_is_ready.values()) else 0)
+
+    def model_swap(self, name: str, outcome: str) -> None:
+        self.model_swaps.labels(model=name, outcome=outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ModelBatches(BatchObserver):
+    """One model's batch metrics (the children bound once, used on every batch)."""
+
+    def __init__(self, metrics: Metrics, model: str):
+        self._size = metrics.batch_size.labels(model=model)
+        self._seconds = metrics.inference_seconds.labels(model=model)
+        self._padding = metrics.padding_ratio.labels(model=model)
+        self._wait = metrics.queue_wait_seconds.labels(model=model)
+        self._depth = metrics.queue_depth_gauge.labels(model=model)
+
+    def batch_done(self, size: int, seconds: float, padding_ratio: float) -> None:
+        self._size.observe(size)
+        self._seconds.observe(seconds)
+        self._padding.observe(padding_ratio)
+
+    def queue_wait(self, seconds: float) -> None:
+        self._wait.observe(seconds)
+
+    def queue_depth(self, depth: int) -> None:
+        self._depth.set(depth)

@@ -60,16 +60,16 @@ def has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-async def predict_json(state: State, texts: list[str]) -> bytes:
-    """Score validated texts with the active model; the JSON answer."""
-    runtime: ModelRuntime = state.models.current()
+async def predict_json(state: State, texts: list[str], model: str | None = None) -> bytes:
+    """Score validated texts with the named (or default) model; the JSON answer."""
+    runtime: ModelRuntime = state.models.current(model)
     runtime.acquire()  # the same version's encoder and model, even during a swap
     try:
         encoded, rows = await score(runtime, texts, state.settings.request_timeout_s)
         content = render_predictions(runtime, encoded, rows)
     finally:
         runtime.release()
-    state.metrics.count_texts("/predict", len(texts))
+    state.metrics.count_texts("/predict", len(texts), runtime.bundle.name)
     return content
 
 
@@ -123,14 +123,15 @@ def _binary(labels: list[str], threshold, encoded: list[Encoded], rows: list[Row
 
 
 def _categorical(
-    labels: list[str], polar: tuple[int, int], encoded: list[Encoded], rows: list[Row]
+    labels: list[str], polar: tuple[int, int] | None, encoded: list[Encoded], rows: list[Row]
 ) -> list[dict]:
-    """Softmax output: the label by argmax, ``score`` P(positive) - P(negative)."""
-    negative, positive = polar
+    """Softmax output: the label by argmax; ``score`` P(positive) - P(negative), or the
+    predicted label's probability for labels without that pair (``Manifest.scores``)."""
+    negative, positive = polar or (None, None)
     return [
         {
-            "label": labels[max(range(len(row)), key=row.__getitem__)],
-            "score": row[positive] - row[negative],
+            "label": labels[best := max(range(len(row)), key=row.__getitem__)],
+            "score": row[positive] - row[negative] if polar else row[best],
             "probabilities": dict(zip(labels, row, strict=True)),
             "tokens": len(e.ids),
             "truncated": e.truncated,

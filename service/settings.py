@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = "sentiment-general"
+NO_MODELS_HINT = (
+    "expected <models root>/<name>/<version>/manifest.json and <name>/PROMOTED naming the "
+    "version to serve (sentiment-promote NAME VERSION), or set SENTIMENT_MODEL_DIR"
+)
 
 
 class Settings(BaseSettings):
@@ -27,10 +32,16 @@ class Settings(BaseSettings):
     )
     drain_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: finish accepted work within")
 
-    # model
-    model_dir: Path | None = None  # None: newest version under models_root/model_name
+    # models: each served name is <models_root>/<name>/<the version its PROMOTED file names>
     models_root: Path = PROJECT_ROOT / "models"
-    model_name: str = "sentiment-lstm"
+    models: Annotated[list[str], NoDecode] = Field(
+        [], description="model names to serve (comma-separated); empty: every promoted model"
+    )
+    default_model: str = Field(
+        DEFAULT_MODEL, description="for requests that name no model; if not served, the first"
+    )
+    model_dir: Path | None = Field(None, description="serve this one bundle directory alone")
+    model_name: str | None = Field(None, description="serve only this model (models=[name])")
     model_variant: Literal["float", "int8"] = "float"
 
     # batching and inference (defaults chosen with bench/, see docs/performance.md)
@@ -80,6 +91,13 @@ class Settings(BaseSettings):
         # not the current directory.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
     @model_validator(mode="after")
     def queue_holds_a_full_request(self) -> Settings:
         if self.queue_size < self.max_texts_per_request:
@@ -89,9 +107,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    def served_models(self) -> list[str]:
+        """The model names to serve from ``models_root`` (not used with ``model_dir``)."""
+        from sentiment_core.bundle import promoted_models
+
+        if self.model_name:
+            return [self.model_name]
+        return list(self.models) or promoted_models(self.models_root)
+
+    def default_of(self, names: list[str]) -> str:
+        return self.default_model if self.default_model in names else sorted(names)[0]
+
     def resolved_model_dir(self) -> Path:
-        from sentiment_core.bundle import find_latest_bundle
+        """The default model's bundle directory (``BundleError`` if there is none)."""
+        from sentiment_core.bundle import promoted_bundle
+        from sentiment_core.manifest import BundleError
 
         if self.model_dir is not None:
             return self.model_dir
-        return find_latest_bundle(self.models_root, self.model_name)
+        names = self.served_models()
+        if not names:
+            raise BundleError(f"no model bundle under {self.models_root}: {NO_MODELS_HINT}")
+        return promoted_bundle(self.models_root, self.default_of(names))

@@ -1,4 +1,9 @@
-"""Fixtures shared by the service and reliability tests: the bundle ``Settings()`` serves."""
+"""Fixtures shared by the service and reliability tests: the committed binary model.
+
+Most service tests are about the binary IMDB model (``BINARY_MODEL``): its bundle is
+what ``bundle_dir`` gives and what ``make_settings()`` serves unless a test chooses other
+models. Tests of several models, and of the default set-up, say so themselves.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 
 from service.model.loader import Bundle, load_bundle
 from service.settings import Settings
+from tests.support.servers import BINARY_MODEL
 
 # SENTIMENT_DATA says where the IMDB data is (training tests); it is not a service setting.
 _KEEP = {"SENTIMENT_DATA"}
@@ -28,11 +34,11 @@ def _no_sentiment_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def bundle_dir() -> Path:
-    """The bundle a default ``Settings()`` serves (whatever version is newest)."""
+    """The promoted version of the committed binary model."""
     with pytest.MonkeyPatch.context() as mp:
         for key in _sentiment_env():
             mp.delenv(key)
-        return Settings().resolved_model_dir().resolve()
+        return Settings(models=[BINARY_MODEL]).resolved_model_dir().resolve()
 
 
 @pytest.fixture(scope="session")

@@ -125,9 +125,12 @@ class PythonPathEncoder(Encoder):
         self.table = VocabTable(self._vocab, UNK_ID) if use_table else None
 
     def encode(self, texts: Sequence[str], with_tokens: bool = True) -> list[Encoded]:
-        out, rust = self.encode_python_path(texts, with_tokens)
+        """Every text Python can vouch for through the Python path, the rest through Rust."""
+        out, rust = self._encode_python_path(texts, with_tokens)
         if rust:
-            self.encode_rust_path(texts, rust, out, with_tokens)
+            done = self.reference.encode([texts[i] for i in rust], with_tokens)
+            for i, encoded in zip(rust, done, strict=True):
+                out[i] = encoded
         return out  # type: ignore[return-value]
 
     async def encode_async(self, texts: Sequence[str], with_tokens: bool) -> list[Encoded]:
@@ -135,11 +138,10 @@ class PythonPathEncoder(Encoder):
             return await encode_on_loop(self, texts, with_tokens)
         return await super().encode_async(texts, with_tokens)
 
-    def encode_python_path(
+    def _encode_python_path(
         self, texts: Sequence[str], with_tokens: bool
     ) -> tuple[list[Encoded | None], list[int]]:
-        """``encode``'s first half: every text Python can encode (None where not done yet),
-        and the indices of the texts left for ``encode_rust_path``."""
+        """Every text Python can encode (None where not), and the indices of the rest."""
         out: list[Encoded | None] = [None] * len(texts)
         rust: list[int] = []
         by_table: list[tuple[int, str]] = []
@@ -156,14 +158,6 @@ class PythonPathEncoder(Encoder):
         if by_table:
             self._encode_by_table(by_table, out)
         return out, rust
-
-    def encode_rust_path(
-        self, texts: Sequence[str], indices: list[int], out: list[Encoded | None], with_tokens: bool
-    ) -> None:
-        """``encode``'s second half: ``texts[i]`` for each ``i`` in ``indices``, into ``out``."""
-        done = self.reference.encode([texts[i] for i in indices], with_tokens)
-        for i, encoded in zip(indices, done, strict=True):
-            out[i] = encoded
 
     def normalize(self, text: str) -> str | None:
         """What ``tokenizer.json``'s normalizer makes of ``text``, when Python can tell.

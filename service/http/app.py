@@ -15,7 +15,7 @@ from service.http.routes import router
 from service.http.schemas import ErrorResponse
 from service.logs import configure_logging
 from service.metrics import Metrics
-from service.model.runtime import ModelManager
+from service.model.registry import ModelRegistry
 from service.settings import Settings
 
 _NO_OTEL = {"tracing": False, "metrics": False, "logs": False}
@@ -26,22 +26,22 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     if configure_logs:
         configure_logging(settings.log_level, settings.log_json)
     metrics = Metrics()
-    manager = ModelManager(settings, metrics)
+    registry = ModelRegistry(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await manager.load_initial()
+        await registry.load_all()
         # Everything alive now (framework, model, tokenizer) lives as long as the process:
         # keep it out of the cyclic collector's full passes, which otherwise rescan it.
         gc.freeze()
         yield
         # uvicorn has stopped accepting and finished in-flight requests by now (SIGTERM).
-        await manager.shutdown()
+        await registry.shutdown()
 
     app = FastAPI(
         title="Sentiment LSTM service",
         version="1.0",
-        summary="IMDB-trained LSTM sentiment classifier served with onnxruntime and dynamic batching.",
+        summary="LSTM sentiment classifiers served with onnxruntime and dynamic batching.",
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry layer looks up the global OTel providers on every
         # request, on the event loop. The service reports through /metrics, request ids
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.models = manager
+    app.state.models = registry
     app.include_router(router)
     install_error_handlers(app)
     if settings.fast_path:  # innermost: CORS, body limit and request context still apply

@@ -37,14 +37,13 @@ class PredictFastPath:
         if body is None:  # the client left mid-body: let the route answer as it does
             return await self.app(scope, _replay(messages, receive), send)
         try:
-            texts = validated_texts(
-                PredictRequest.model_validate_json(body), scope["app"].state.settings
-            )
+            request = PredictRequest.model_validate_json(body)
+            texts = validated_texts(request, scope["app"].state.settings)
         except (ValidationError, ServiceError):
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
-            content = await predict_json(scope["app"].state, texts)
+            content = await predict_json(scope["app"].state, texts, request.model)
         except ServiceError as exc:
             response = service_error_response(Request(scope), exc)
             return await response(scope, receive, send)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from service.http.schemas import (
     ErrorResponse,
     HealthResponse,
     ModelRef,
+    ModelsResponse,
     ModelSummary,
     PredictRequest,
     PredictResponse,
@@ -31,7 +31,8 @@ from service.http.schemas import (
     TokenizeResult,
     json_media_type,
 )
-from service.model.runtime import ModelManager, ModelRuntime
+from service.model.registry import ModelRegistry
+from service.model.runtime import ModelRuntime
 from service.settings import Settings
 
 router = APIRouter()
@@ -55,7 +56,8 @@ _INVALID = {422: _error("Invalid input: the message names the field and index")}
 _UNAVAILABLE = {
     503: _error("Not ready, overloaded or shutting down (see Retry-After)", retry_after=True)
 }
-_TEXT_ERRORS = {**_UNSUPPORTED, **_INVALID, **_UNAVAILABLE}
+_UNKNOWN_MODEL = {404: _error("No served model has that name (the message lists them)")}
+_TEXT_ERRORS = {**_UNSUPPORTED, **_UNKNOWN_MODEL, **_INVALID, **_UNAVAILABLE}
 _PREDICT_ERRORS = {
     **_TEXT_ERRORS,
     500: _error("Inference failed for the batch holding this request; retry is safe"),
@@ -63,7 +65,7 @@ _PREDICT_ERRORS = {
 }
 _ADMIN_ERRORS = {
     401: _error("Missing or invalid bearer token"),
-    404: _error("Admin API disabled (SENTIMENT_ADMIN_TOKEN unset)"),
+    404: _error("Admin API disabled (SENTIMENT_ADMIN_TOKEN unset), or no such model"),
     **_UNSUPPORTED,
     422: _error("Invalid request, or the bundle was refused (the current model keeps serving)"),
 }
@@ -73,18 +75,8 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_manager(request: Request) -> ModelManager:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.models
-
-
-async def get_runtime(request: Request) -> AsyncIterator[ModelRuntime]:
-    """The active model, held for the whole request (a swap waits for it to finish)."""
-    runtime = request.app.state.models.current()
-    runtime.acquire()
-    try:
-        yield runtime
-    finally:
-        runtime.release()
 
 
 async def require_json(request: Request) -> None:
@@ -97,8 +89,7 @@ async def require_json(request: Request) -> None:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ManagerDep = Annotated[ModelManager, Depends(get_manager)]
-RuntimeDep = Annotated[ModelRuntime, Depends(get_runtime)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 JSON_ONLY = [Depends(require_json)]
 
 
@@ -114,12 +105,15 @@ def model_ref(runtime: ModelRuntime) -> ModelRef:
     tags=["inference"],
 )
 async def predict(body: PredictRequest, request: Request) -> Response:
-    """Sentiment of one text (`text`) or several (`texts`), in input order."""
+    """Sentiment of one text (`text`) or several (`texts`), in input order.
+
+    `model` picks a served model (`GET /models`); without it, the default model answers.
+    """
     # The hot path: no injected dependencies, and bytes rendered by the pipeline (FastAPI's
     # dependency solving and response re-validation cost more than encoding a review).
     texts = pipeline.validated_texts(body, request.app.state.settings)
     request.scope["state"]["texts"] = len(texts)
-    content = await pipeline.predict_json(request.app.state, texts)
+    content = await pipeline.predict_json(request.app.state, texts, body.model)
     return Response(content, media_type="application/json")
 
 
@@ -131,13 +125,18 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     tags=["inference"],
 )
 async def tokenize(
-    body: TokenizeRequest, request: Request, runtime: RuntimeDep, settings: SettingsDep
+    body: TokenizeRequest, request: Request, registry: RegistryDep, settings: SettingsDep
 ) -> TokenizeResponse:
     """Exactly the token ids the model sees for each text (before padding), with the tokens."""
     texts = pipeline.validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
-    encoded = await pipeline.tokenize(runtime, texts)
-    request.app.state.metrics.texts.labels(route="/tokenize").inc(len(texts))
+    runtime = registry.current(body.model)
+    runtime.acquire()  # one version's encoder, even during a swap
+    try:
+        encoded = await pipeline.tokenize(runtime, texts)
+    finally:
+        runtime.release()
+    request.app.state.metrics.count_texts("/tokenize", len(texts), runtime.bundle.name)
     return TokenizeResponse(
         model=model_ref(runtime),
         results=[
@@ -165,21 +164,33 @@ async def live() -> HealthResponse:
     responses={503: {"model": HealthResponse}},
     tags=["health"],
 )
-async def ready(manager: ManagerDep):
-    """200 once the bundle is loaded, verified and self-checked; 503 with the reason otherwise."""
-    if manager.shutting_down:
-        body = HealthResponse(status="not_ready", reason="shutting down")
+async def ready(registry: RegistryDep):
+    """200 once every served model is loaded, verified and self-checked; else 503 and why."""
+    if registry.shutting_down or not registry.ready:
+        body = HealthResponse(status="not_ready", reason=registry.not_ready_reason())
         return JSONResponse(body.model_dump(), status_code=503)
-    if manager.active is None:
-        body = HealthResponse(status="not_ready", reason=manager.not_ready_reason)
-        return JSONResponse(body.model_dump(), status_code=503)
-    return HealthResponse(status="ok", model=model_ref(manager.active))
+    models = [model_ref(m.current()) for m in registry.managers.values()]
+    default = model_ref(registry.current())
+    return HealthResponse(status="ok", model=default, models=models)
 
 
 @router.get("/model", response_model=ModelSummary, responses=_UNAVAILABLE, tags=["model"])
-async def model_info(runtime: RuntimeDep) -> ModelSummary:
-    """The active model's manifest summary: name, version, metrics, limits, file hashes."""
-    return ModelSummary(**runtime.bundle.summary())
+async def model_info(registry: RegistryDep) -> ModelSummary:
+    """The default model's manifest summary: name, version, labels, metrics, file hashes."""
+    return ModelSummary(**registry.current().bundle.summary())
+
+
+@router.get("/models", response_model=ModelsResponse, responses=_UNAVAILABLE, tags=["model"])
+async def models(registry: RegistryDep) -> ModelsResponse:
+    """Every served model: name, version, labels, decision rule and test metrics."""
+    registry.manager()  # 503 while shutting down or with no model at all
+    summaries = [
+        ModelSummary(**m.active.bundle.summary())
+        if m.active is not None
+        else ModelSummary.not_ready(name, m.not_ready_reason)
+        for name, m in registry.managers.items()
+    ]
+    return ModelsResponse(default=registry.default_name, models=summaries)
 
 
 @router.get(
@@ -213,18 +224,22 @@ async def require_admin(
     tags=["admin"],
 )
 async def activate_model(
-    body: ActivateModelRequest, manager: ManagerDep, settings: SettingsDep
+    body: ActivateModelRequest, registry: RegistryDep, settings: SettingsDep
 ) -> ModelSummary:
-    """Verify and activate another bundle version without a restart (atomic swap)."""
-    path = _bundle_path(body, settings)
+    """Verify and activate another version of a model without a restart (atomic swap)."""
+    given = Path(body.path) if body.path is not None and "\x00" not in body.path else None
+    manager = registry.manager_to_activate(body.model, given)
     try:
-        runtime = await manager.activate(path)
-    except BundleError as exc:
+        runtime = await manager.activate(_bundle_path(body, settings.models_root / manager.name))
+    except (BundleError, InvalidInput) as exc:
+        registry.swap_failed(manager.name)
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
     return ModelSummary(**runtime.bundle.summary())
 
 
-def _bundle_path(body: ActivateModelRequest, settings: Settings) -> Path:
+def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:
     if (body.version is None) == (body.path is None):
         raise InvalidInput("give exactly one of 'version' or 'path'")
     field, value = ("path", body.path) if body.path is not None else ("version", body.version)
@@ -232,13 +247,14 @@ def _bundle_path(body: ActivateModelRequest, settings: Settings) -> Path:
         raise InvalidInput(f"'{field}' holds a NUL or a lone surrogate: not a path", field=field)
     if body.path is not None:
         return Path(body.path)
-    root = (settings.models_root / settings.model_name).resolve()
+    root = versions_dir.resolve()
     try:
         path = (root / body.version).resolve()
     except (OSError, RuntimeError) as exc:  # name too long, symlink loop, ...
         raise InvalidInput(f"'version' is not a usable path ({exc.__class__.__name__})") from None
     if path.parent != root:
         raise InvalidInput(
-            "'version' must name a directory directly under the models root", field="version"
+            f"'version' must name a directory directly under the models root's {root.name}/",
+            field="version",
         )
     return path

@@ -38,6 +38,9 @@ class TextsRequest(BaseModel):
     texts: Annotated[list[StrictStr], Field(fail_fast=True)] | None = Field(
         None, description="Several texts, answered in order"
     )
+    model: StrictStr | None = Field(
+        None, description="A served model's name (GET /models); default: the default model"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -70,15 +73,14 @@ class ModelRef(BaseModel):
     version: str
 
 
-class Probabilities(BaseModel):
-    negative: float
-    positive: float
-
-
 class Prediction(BaseModel):
-    label: Literal["negative", "positive"]
-    score: float = Field(description="P(positive)")
-    probabilities: Probabilities
+    label: str = Field(description="one of the model's labels (GET /models), by its decision rule")
+    score: float = Field(
+        description="binary models: P(positive), in [0, 1]; models with more labels: "
+        "P(positive) - P(negative), in [-1, 1] (a polarity), or the label's probability "
+        "when the labels are not sentiment polarities"
+    )
+    probabilities: dict[str, float] = Field(description="one per label, summing to 1")
     tokens: int = Field(description="number of token ids the model saw")
     truncated: bool
     unknown_tokens: int
@@ -140,25 +142,39 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok", "not_ready"]
     reason: str | None = None
-    model: ModelRef | None = None
+    model: ModelRef | None = Field(None, description="the default model")
+    models: list[ModelRef] | None = Field(None, description="every served model")
 
 
 class ModelSummary(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
-    version: str
-    variant: str
-    labels: list[str]
-    threshold: float
-    max_length: int
-    truncation: str
-    metrics: dict
-    files: dict[str, str]
+    status: Literal["ready", "not_ready"] = "ready"
+    reason: str | None = Field(None, description="why the model is not ready")
+    version: str | None = None
+    variant: str | None = None
+    labels: list[str] = []
+    decision: Literal["threshold", "argmax"] | None = None
+    threshold: float | None = Field(None, description="binary models: positive when score >= it")
+    max_length: int | None = None
+    truncation: str | None = None
+    metrics: dict = {}
+    files: dict[str, str] = {}
+
+    @classmethod
+    def not_ready(cls, name: str, reason: str | None) -> ModelSummary:
+        return cls(name=name, status="not_ready", reason=reason)
+
+
+class ModelsResponse(BaseModel):
+    default: str | None = Field(description="the model for requests that name none")
+    models: list[ModelSummary]
 
 
 class ActivateModelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: StrictStr | None = Field(None, description="a version directory under the models root")
+    model: StrictStr | None = Field(None, description="which served model; default: the default")
+    version: StrictStr | None = Field(None, description="a version directory of that model")
     path: StrictStr | None = Field(None, description="or an absolute bundle directory")
 
     @model_validator(mode="before")

@@ -1,4 +1,4 @@
-"""The active model: a verified bundle and the batcher that feeds it, swapped as one.
+"""A served model: a verified bundle and the batcher that feeds it, swapped as one.
 
 A request takes the active ``ModelRuntime`` once and uses its encoder and its batcher,
 so it is always scored with one version's tokenizer *and* model, even while a swap
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from service.errors import BundleError, NotReady, ShuttingDown
+from service.errors import BundleError, NotReady
 from service.inference.affinity import should_pin, usable_cpus
 from service.inference.batcher import Batcher
 from service.metrics import Metrics
@@ -54,29 +55,32 @@ class ModelRuntime:
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, metrics: Metrics):
+    """One served model: its active runtime, loaded from ``locate()``, swapped atomically."""
+
+    def __init__(self, name: str, locate: Callable[[], Path], settings: Settings, metrics: Metrics):
+        self.name = name
+        self.locate = locate
         self.settings = settings
         self.metrics = metrics
         self.active: ModelRuntime | None = None
         self.not_ready_reason: str | None = "starting: the model bundle is not loaded yet"
-        self.shutting_down = False
         self._swap_lock = asyncio.Lock()
 
     def current(self) -> ModelRuntime:
-        if self.shutting_down:
-            raise ShuttingDown()
         if self.active is None:
-            raise NotReady(f"model not ready: {self.not_ready_reason}")
+            raise NotReady(f"model {self.name!r} not ready: {self.not_ready_reason}")
         return self.active
 
     async def load_initial(self) -> None:
         try:
-            path = self.settings.resolved_model_dir()
-            self.active = await self._build(path)
+            self.active = await self._build(self.locate())
         except BundleError as exc:
             self.not_ready_reason = str(exc)
-            self.metrics.ready.set(0)
-            log.error("model bundle refused; staying not-ready", extra={"reason": str(exc)})
+            self.metrics.model_ready(self.name, False)
+            log.error(
+                "model bundle refused; staying not-ready",
+                extra={"model": self.name, "reason": str(exc)},
+            )
             return
         self.not_ready_reason = None
         self._publish(self.active)
@@ -89,24 +93,32 @@ class ModelManager:
         async with self._swap_lock:
             try:
                 new = await self._build(path)
+                if new.bundle.name != self.name:
+                    await new.batcher.stop()
+                    raise BundleError(
+                        f"{path} is model {new.bundle.name!r}; this slot serves {self.name!r}"
+                    )
             except BundleError:
-                self.metrics.model_swaps.labels(outcome="refused").inc()
+                self.metrics.model_swap(self.name, "refused")
                 raise
             old, self.active = self.active, new
             self.not_ready_reason = None
             self._publish(new)
-            self.metrics.model_swaps.labels(outcome="activated").inc()
+            self.metrics.model_swap(self.name, "activated")
             log.info(
                 "model activated",
-                extra={"version": new.bundle.version, "previous": old and old.bundle.version},
+                extra={
+                    "model": self.name,
+                    "version": new.bundle.version,
+                    "previous": old and old.bundle.version,
+                },
             )
         if old is not None:
             await old.retire(self.settings.drain_timeout_s)
         return new
 
     async def shutdown(self) -> None:
-        self.shutting_down = True
-        self.metrics.ready.set(0)
+        self.metrics.model_ready(self.name, False)
         if self.active is not None:
             await self.active.batcher.stop(self.settings.drain_timeout_s)
 
@@ -125,7 +137,7 @@ class ModelManager:
             max_wait_s=s.max_wait_ms / 1000.0,
             queue_size=s.queue_size,
             workers=s.inference_workers,
-            observer=self.metrics,
+            observer=self.metrics.batch_observer(bundle.name),
             pin_cpus=_pinned_cpus(s),
         )
         batcher.start()
@@ -134,7 +146,7 @@ class ModelManager:
     def _publish(self, runtime: ModelRuntime) -> None:
         b = runtime.bundle
         self.metrics.set_model(b.name, b.version, b.variant)
-        self.metrics.ready.set(1)
+        self.metrics.model_ready(self.name, True)
 
 
 def speedups(s: Settings) -> Speedups:

@@ -236,13 +236,13 @@ async def test_cors_on_when_configured_for_those_origins_only(monkeypatch):
 
 # -- no tracebacks, even from a bug under a route -------------------------------------------------
 async def test_a_bug_in_encoding_is_a_clean_500_without_a_traceback(monkeypatch):
-    def broken(self, texts, with_tokens):
+    def broken(self, texts, with_tokens=True):
         raise ValueError("secret internals /etc/passwd")
 
     app = create_app(make_settings(), configure_logs=False)
     async with app.router.lifespan_context(app):
-        # After the load and self-check; (the pipeline calls the encoder's Python half first).
-        monkeypatch.setattr(PythonPathEncoder, "encode_python_path", broken)
+        # After the load and self-check.
+        monkeypatch.setattr(PythonPathEncoder, "encode", broken)
         # Starlette re-raises after answering; the client must still get the answer.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,63 @@ def test_versions_skip_partial_and_incomplete_directories(tmp_path):
     assert find_latest_bundle(tmp_path, "m").name == "2026"
     with pytest.raises(BundleError, match="no model bundle"):
         find_latest_bundle(tmp_path, "other")
+
+
+def test_promote_writes_the_pointer_and_refuses_what_should_not_be_served(bundle_dir, tmp_path):
+    import json
+    import shutil
+
+    from sentiment_core.bundle import PROMOTED_FILE, promote, promoted_bundle, promoted_models
+
+    target = tmp_path / "sentiment-lstm" / "v1"
+    shutil.copytree(bundle_dir, target)
+    with pytest.raises(BundleError, match="no promoted version of model 'sentiment-lstm'"):
+        promoted_bundle(tmp_path, "sentiment-lstm")
+    assert promoted_models(tmp_path) == []
+    promote(tmp_path, "sentiment-lstm", "v1")
+    assert (tmp_path / "sentiment-lstm" / PROMOTED_FILE).read_text() == "v1\n"
+    assert promoted_bundle(tmp_path, "sentiment-lstm") == target
+    assert promoted_models(tmp_path) == ["sentiment-lstm"]
+
+    smoke = tmp_path / "sentiment-lstm" / "smoke"
+    shutil.copytree(bundle_dir, smoke)
+    manifest = json.loads((smoke / "manifest.json").read_text())
+    manifest["hyperparameters"]["limit"] = 400
+    (smoke / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="smoke run"):
+        promote(tmp_path, "sentiment-lstm", "smoke")
+    assert promoted_bundle(tmp_path, "sentiment-lstm") == target  # unchanged
+    promote(tmp_path, "sentiment-lstm", "smoke", force=True)
+    assert promoted_bundle(tmp_path, "sentiment-lstm") == smoke
+    with pytest.raises(BundleError, match="names model 'sentiment-lstm', not 'other'"):
+        (tmp_path / "other").mkdir()
+        shutil.copytree(bundle_dir, tmp_path / "other" / "v1")
+        promote(tmp_path, "other", "v1")
+    (tmp_path / "sentiment-lstm" / PROMOTED_FILE).write_text("gone\n")
+    with pytest.raises(BundleError, match="'gone'"):
+        promoted_bundle(tmp_path, "sentiment-lstm")
+
+
+def test_the_promote_command_lists_and_promotes(bundle_dir, tmp_path, capsys):
+    import shutil
+
+    from sentiment_core.promote import main
+
+    shutil.copytree(bundle_dir, tmp_path / "sentiment-lstm" / "v1")
+    shutil.copytree(bundle_dir, tmp_path / "sentiment-lstm" / "v2")
+    root = ["--models-root", str(tmp_path)]
+    assert main(["sentiment-lstm", "v2", *root]) == 0
+    assert main(["sentiment-lstm", *root]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == ["  v1", "* v2"]
+    assert main(["sentiment-lstm", "v9", *root]) == 2
+    assert "manifest.json missing" in capsys.readouterr().err
+
+
+def test_the_committed_models_are_promoted():
+    from sentiment_core.bundle import promoted_bundle, promoted_models
+
+    root = Path(__file__).resolve().parents[2] / "models"
+    names = promoted_models(root)
+    assert "sentiment-lstm" in names
+    for name in names:
+        assert (promoted_bundle(root, name) / "manifest.json").is_file()

@@ -49,7 +49,7 @@ async def answers(settings, bodies: list[dict]) -> tuple[list[dict], list[dict],
                 response = await client.post(path, json=body)
                 assert response.status_code == 200, response.text
                 out.append(response.json())
-        return predicted, tokenized, app.state.models.active.bundle
+        return predicted, tokenized, app.state.models.current().bundle
 
 
 async def test_all_speedups_off_answers_as_all_on(requests_to_compare):
@@ -69,7 +69,7 @@ async def test_all_speedups_off_answers_as_all_on(requests_to_compare):
 async def test_the_python_encoder_without_its_table_or_the_loop(requests_to_compare):
     settings = make_settings(vocab_table=False, encode_on_loop=False)
     async with serve(settings) as (app, client):
-        encoder = app.state.models.active.bundle.encoder
+        encoder = app.state.models.current().bundle.encoder
         assert isinstance(encoder, PythonPathEncoder) and encoder.table is None
         response = await client.post("/predict", json=requests_to_compare[0])
         assert response.status_code == 200

@@ -28,6 +28,7 @@ from service.http.app import create_app
 from service.settings import Settings
 
 HERE = Path(__file__).resolve().parent
+BINARY_MODEL = "sentiment-lstm"  # the committed IMDB model most service tests are about
 PROJECT_ROOT = HERE.parents[1]
 STARTUP_TIMEOUT_S = 60
 
@@ -39,8 +40,11 @@ NEGATIVE_TEXT = "Awful. The worst film I have ever seen: boring, stupid and a to
 
 
 def make_settings(**overrides) -> Settings:
-    """Settings for a test app (plain-text logs unless a test asks otherwise)."""
+    """Settings for a test app: the binary model alone (unless the test picks the models),
+    plain-text logs (unless it asks otherwise)."""
     overrides.setdefault("log_json", False)
+    if not {"model_dir", "models_root", "models", "model_name"} & set(overrides):
+        overrides["models"] = [BINARY_MODEL]
     return Settings(**overrides)
 
 
@@ -153,6 +157,8 @@ class Server:
             "SENTIMENT_DRAIN_TIMEOUT_S": "20",
             **env,
         }
+        if not {"SENTIMENT_MODEL_DIR", "SENTIMENT_MODELS_ROOT", "SENTIMENT_MODELS"} & set(env):
+            self.env["SENTIMENT_MODELS"] = BINARY_MODEL
         self.process: subprocess.Popen | None = None
         self.log = None
 

@@ -14,6 +14,7 @@ from sentiment_core.batching import score_in_length_order, spread_over_lengths
 from service.encoding.python_path import PythonPathEncoder
 from service.model.loader import load_bundle
 from service.settings import Settings
+from tests.support.servers import BINARY_MODEL
 from training.data import default_data_path, load_imdb
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,7 @@ ACCURACY_TARGET = 0.88  # issue 2: the seeds' recipe measures 0.853 here
 
 @pytest.fixture(scope="module")
 def bundle():
-    return load_bundle(Settings().resolved_model_dir())
+    return load_bundle(Settings(models=[BINARY_MODEL]).resolved_model_dir())
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Where a request's texts are encoded (service/encoding/placement.py): on the event loop,
-or (the Rust part, large requests) in a thread; switched off, always in a thread."""
+or (large requests) in a thread; switched off, always in a thread."""
 
 from __future__ import annotations
 
@@ -25,26 +25,20 @@ def fast(encoder) -> PythonPathEncoder:
 
 @pytest.fixture
 def where_encoded(fast, monkeypatch):
-    """Runs ``fast.encode_async`` and tells which thread ran each half of the encoder."""
-    encoder = fast
-    seen: dict[str, set[str]] = {"python": set(), "rust": set(), "whole": set()}
+    """Runs ``fast.encode_async`` and tells which threads ran ``encode``."""
+    seen: set[str] = set()
+    original = fast.encode
 
-    def spy(name, method):
-        def wrapper(*args, **kwargs):
-            seen[name].add(threading.current_thread().name)
-            return method(*args, **kwargs)
+    def spy(texts, with_tokens=True):
+        seen.add(threading.current_thread().name)
+        return original(texts, with_tokens)
 
-        return wrapper
-
-    monkeypatch.setattr(encoder, "encode_python_path", spy("python", encoder.encode_python_path))
-    monkeypatch.setattr(encoder, "encode_rust_path", spy("rust", encoder.encode_rust_path))
-    monkeypatch.setattr(encoder, "encode", spy("whole", encoder.encode))
+    monkeypatch.setattr(fast, "encode", spy)
 
     async def run(texts):
-        for name in seen:
-            seen[name].clear()
-        got = await encoder.encode_async(texts, with_tokens=False)
-        return got, {name: threads for name, threads in seen.items() if threads}
+        seen.clear()
+        got = await fast.encode_async(texts, with_tokens=False)
+        return got, set(seen)
 
     return run
 
@@ -55,44 +49,36 @@ def _same(got, want) -> bool:
     ]
 
 
-async def test_python_path_texts_are_encoded_on_the_loop(where_encoded, encoder):
+async def test_a_modest_request_is_encoded_on_the_loop(where_encoded, encoder):
     texts = [PYTHON_TEXT] * 30 + [ACCENTED_TEXT] * 5  # ~45k characters, 6k not ASCII
     got, seen = await where_encoded(texts)
-    assert seen == {"python": {threading.current_thread().name}}
-    assert _same(got, encoder.encode(texts, with_tokens=False))
-
-
-async def test_a_large_rust_part_goes_to_a_thread_and_the_rest_stays(where_encoded, encoder):
-    texts = [PYTHON_TEXT, RUST_TEXT] * 20  # the Rust part alone is over the inline limit
-    assert sum(len(t) for t in texts[1::2]) > placement.INLINE_RUST_CHARS
-    got, seen = await where_encoded(texts)
-    loop_thread = threading.current_thread().name
-    assert seen["python"] == {loop_thread}
-    assert seen["rust"] and loop_thread not in seen["rust"]
+    assert seen == {threading.current_thread().name}
     assert _same(got, encoder.encode(texts, with_tokens=False))
     assert isinstance(got[0].ids, np.ndarray)  # (the vocab table's, from the loop)
 
 
-async def test_a_small_rust_part_stays_on_the_loop(where_encoded, encoder):
+async def test_texts_for_the_rust_tokenizer_stay_on_the_loop_within_the_bounds(
+    where_encoded, encoder
+):
     texts = [PYTHON_TEXT] * 10 + [RUST_TEXT]
     got, seen = await where_encoded(texts)
-    assert seen["rust"] == {threading.current_thread().name}
+    assert seen == {threading.current_thread().name}
     assert _same(got, encoder.encode(texts, with_tokens=False))
 
 
 async def test_a_request_over_the_inline_limit_is_encoded_in_a_thread(where_encoded, encoder):
     texts = [PYTHON_TEXT] * (placement.INLINE_CHARS // len(PYTHON_TEXT) + 1)
     got, seen = await where_encoded(texts)
-    assert seen["whole"] and threading.current_thread().name not in seen["whole"]
+    assert seen and threading.current_thread().name not in seen
     assert _same(got, encoder.encode(texts, with_tokens=False))
 
 
 async def test_much_text_that_is_not_ascii_is_encoded_in_a_thread(where_encoded, encoder):
-    """Folding costs more per character than ASCII: over the smaller limit, off the loop."""
+    """Non-ASCII text costs more per character: over the smaller limit, off the loop."""
     texts = [ACCENTED_TEXT] * 30  # ~36k characters, no text of them ASCII
     assert sum(map(len, texts)) > placement.INLINE_NON_ASCII_CHARS
     got, seen = await where_encoded(texts)
-    assert seen["whole"] and threading.current_thread().name not in seen["whole"]
+    assert seen and threading.current_thread().name not in seen
     assert _same(got, encoder.encode(texts, with_tokens=False))
 
 

@@ -95,7 +95,9 @@ async def test_activate_a_new_version_by_path(bundle_dir, manifest, tmp_path):
         )
         assert not old_runtime.batcher.running  # the old batcher drained and stopped
         swaps = (await client.get("/metrics")).text
-        assert 'sentiment_model_swaps_total{outcome="activated"} 1.0' in swaps
+        assert (
+            'sentiment_model_swaps_total{model="sentiment-lstm",outcome="activated"} 1.0' in swaps
+        )
 
 
 async def test_activate_by_version_under_the_models_root(bundle_dir, manifest, tmp_path):
@@ -149,7 +151,9 @@ async def test_tampered_bundle_is_refused_and_the_old_one_keeps_serving(
         assert predict.json()["model"]["version"] == manifest["version"]
         metrics = (await client.get("/metrics")).text
         assert [i["version"] for i in model_info(metrics)] == [manifest["version"]]
-        assert 'sentiment_model_swaps_total{outcome="refused"} 1.0' in metrics
+        assert (
+            'sentiment_model_swaps_total{model="sentiment-lstm",outcome="refused"} 1.0' in metrics
+        )
 
 
 async def test_missing_and_malformed_bundles_are_refused(bundle_dir, manifest, tmp_path):

@@ -89,13 +89,13 @@ async def test_fast_path_serves_well_formed_requests(both_apps, monkeypatch):
     assert calls == []  # the route would have called the patched function
     metrics = (await fast.get("/metrics")).text
     assert 'sentiment_requests_total{route="/predict",status="200"}' in metrics
-    assert 'sentiment_texts_total{route="/predict"}' in metrics
+    assert 'sentiment_texts_total{model="sentiment-lstm",route="/predict"}' in metrics
 
 
 async def test_fast_path_errors_use_the_one_error_body(both_apps):
     """An error after validation (here: not ready) keeps the service's error shape."""
     fast_app, fast, _ = both_apps
-    manager = fast_app.state.models
+    manager = fast_app.state.models.manager()
     active, manager.active = manager.active, None
     try:
         response = await fast.post("/predict", json={"text": "fine"})
