@@ -10,14 +10,12 @@ newest the package has schemas for.
 from __future__ import annotations
 
 import copy
-import re
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from tests.deploy.conftest import RENDERS
-from tests.deploy.k8s import K8S_DIR, KUSTOMIZE_KINDS, containers, one
+from tests.deploy.k8s import containers, one
 
 OLDEST_SUPPORTED = "1.30"
 NEWEST = "1.37"
@@ -83,20 +81,3 @@ def test_the_sleep_action_needs_1_30_and_the_exec_component_covers_older_cluster
     assert "sleep" in base_error, base_error
     for doc in renders["base+components/prestop-exec"]:
         assert validation_errors(doc, "1.28") == []
-
-
-# -- the documentation's manifests --------------------------------------------------------------
-def readme_objects() -> list[dict]:
-    """Kubernetes objects written out in deploy/k8s/README.md's ```yaml blocks."""
-    text = (K8S_DIR / "README.md").read_text()
-    blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S)
-    docs = [d for block in blocks for d in yaml.safe_load_all(block) if isinstance(d, dict)]
-    return [d for d in docs if "apiVersion" in d and d.get("kind") not in KUSTOMIZE_KINDS]
-
-
-@pytest.mark.parametrize("version", VERSIONS)
-def test_objects_shown_in_the_readme_are_valid(version):
-    shown = readme_objects()
-    assert shown, "the README shows no complete object"
-    errors = [e for doc in shown for e in validation_errors(doc, version)]
-    assert not errors, "\n".join(errors)
