@@ -82,18 +82,18 @@ def shipped_from(image, path: Path) -> Path:
 
 
 @functools.cache
-def app() -> FastAPI:
+def service_app() -> FastAPI:
     return service.http.app.create_app(make_settings(), configure_logs=False)
 
 
 def get_paths() -> set[str]:
     """The paths the app answers GET on (from its OpenAPI document)."""
-    return {p for p, ops in app().openapi()["paths"].items() if "get" in ops}
+    return {p for p, ops in service_app().openapi()["paths"].items() if "get" in ops}
 
 
 def path_of(endpoint) -> str:
     """The path of the route that ``endpoint`` serves (routes are named after it)."""
-    path = app().url_path_for(endpoint.__name__)
+    path = service_app().url_path_for(endpoint.__name__)
     assert path in get_paths(), path
     return path
 
