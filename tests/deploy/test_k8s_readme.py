@@ -43,7 +43,8 @@ def copy_job_script() -> str:
 
 def test_the_copy_job_fills_a_volume_the_service_reads(tmp_path):
     """Its script, run on the repository's bundles with the two paths moved to tmp_path:
-    every version lands complete (no .partial left) and a second run changes nothing."""
+    every version lands complete (no .partial left), the service finds a bundle to serve
+    there, and a second run changes nothing."""
     name = Settings().model_name
     source, volume = ROOT / "models" / name, tmp_path / "volume"
     script = copy_job_script()
@@ -58,6 +59,8 @@ def test_the_copy_job_fills_a_volume_the_service_reads(tmp_path):
     for version in expected:
         manifest = (volume / name / version / "manifest.json").read_bytes()
         assert manifest == (source / version / "manifest.json").read_bytes()
+    served = Settings(models_root=volume).resolved_model_dir()  # what a pod would serve
+    assert served.parent == volume / name and served.name in expected, served
     again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (again.returncode, again.stdout) == (0, ""), again.stderr
 
