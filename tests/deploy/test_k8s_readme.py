@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentiment_core.bundle import bundle_versions
-from service.settings import Settings
+from sentiment_core.bundle import (
+    PROMOTED_FILE,
+    bundle_versions,
+    promoted_bundle,
+    promoted_models,
+)
 from tests.deploy.k8s import K8S_DIR, KUSTOMIZE_KINDS, ROOT, containers, objects
 from tests.deploy.test_k8s_schemas import VERSIONS, validation_errors
+from tests.support.servers import BINARY_MODEL
 
 
 def readme_objects() -> list[dict]:
@@ -42,32 +47,36 @@ def copy_job_script() -> str:
 
 
 def test_the_copy_job_fills_a_volume_the_service_reads(tmp_path):
-    """Its script, run on the repository's bundles with the two paths moved to tmp_path:
-    every version lands complete (no .partial left), the service finds a bundle to serve
-    there, and a second run changes nothing."""
-    name = Settings().model_name
-    source, volume = ROOT / "models" / name, tmp_path / "volume"
+    """Its script, run on the repository's models with the two paths moved to tmp_path:
+    every version of every model lands complete (no .partial left), each PROMOTED file
+    too, the service serves the same versions from there, and a second run changes
+    nothing."""
+    source, volume = ROOT / "models", tmp_path / "volume"
     script = copy_job_script()
-    for inside, here in ((f"/app/models/{name}", source), (f"/models/{name}", volume / name)):
+    for inside, here in (("/app/models", source), ("/models", volume)):
         assert f'"{inside}"' in script, inside
         script = script.replace(f'"{inside}"', repr(str(here)))
     first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    expected = [p.name for p in bundle_versions(ROOT / "models", name)]
-    assert [p.name for p in bundle_versions(volume, name)] == expected
-    assert sorted(p.name for p in (volume / name).iterdir()) == expected  # no .partial
-    for version in expected:
-        manifest = (volume / name / version / "manifest.json").read_bytes()
-        assert manifest == (source / version / "manifest.json").read_bytes()
-    served = Settings(models_root=volume).resolved_model_dir()  # what a pod would serve
-    assert served.parent == volume / name and served.name in expected, served
+    names = promoted_models(source)
+    assert names and promoted_models(volume) == names
+    for name in names:
+        expected = [p.name for p in bundle_versions(source, name)]
+        assert [p.name for p in bundle_versions(volume, name)] == expected
+        left = sorted(p.name for p in (volume / name).iterdir())
+        assert left == sorted([*expected, PROMOTED_FILE])  # no .partial, no .tmp
+        for version in expected:
+            manifest = (volume / name / version / "manifest.json").read_bytes()
+            assert manifest == (source / name / version / "manifest.json").read_bytes()
+        served = promoted_bundle(volume, name)  # what a pod would serve
+        assert served.name == promoted_bundle(source, name).name
     again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (again.returncode, again.stdout) == (0, ""), again.stderr
 
 
 def test_a_half_copied_bundle_is_never_picked(tmp_path):
     """What the copy relies on: a <version>.partial directory is not a version."""
-    name = Settings().model_name
+    name = BINARY_MODEL
     (newest,) = bundle_versions(ROOT / "models", name)[-1:]
     partial = tmp_path / name / "99999999-999999.partial"
     shutil.copytree(newest, partial)

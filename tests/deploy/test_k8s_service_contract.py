@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 import service.cli
 import service.http.app
+from sentiment_core.bundle import promoted_bundle, promoted_models
 from service.http import routes
 from service.settings import Settings
 from tests.deploy.k8s import (
@@ -227,8 +228,11 @@ def test_the_model_bundle_is_in_the_image_or_on_a_read_only_volume(docs, image):
 def test_the_image_ships_the_models_the_base_serves(renders, image):
     _, container = api_container(renders["base"])
     settings = sentiment_serve(container, image)["settings"]
-    bundles = shipped_from(image, settings.models_root) / settings.model_name
-    assert list(bundles.glob("*/manifest.json")), f"no bundle under {bundles}"
+    shipped = shipped_from(image, settings.models_root)
+    names = settings.served_models() if settings.models else promoted_models(shipped)
+    assert names, f"no promoted model under {shipped}"
+    for name in names:
+        assert (promoted_bundle(shipped, name) / "manifest.json").is_file(), name
 
 
 # -- resources -----------------------------------------------------------------------------
