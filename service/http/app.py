@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
-from service.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.http.middleware import BodyLimitMiddleware, HeadAsGet, RequestContextMiddleware
 from service.http.routes import router
 from service.http.schemas import ErrorResponse
 from service.logs import configure_logging
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_error_handlers(app)
     if settings.fast_path:  # innermost: CORS, body limit and request context still apply
         app.add_middleware(PredictFastPath)
+    app.add_middleware(HeadAsGet)
     if settings.cors_origins:  # off unless configured
         app.add_middleware(
             CORSMiddleware,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from service import pipeline
 from service.errors import (
@@ -216,13 +217,21 @@ async def require_admin(
         raise Unauthorized()
 
 
-@router.post(
-    "/admin/model",
-    response_model=ModelSummary,
-    dependencies=[Depends(require_admin), *JSON_ONLY],
-    responses=_ADMIN_ERRORS,
-    tags=["admin"],
-)
+class AuthFirstRoute(APIRoute):
+    """Checks the admin token before FastAPI reads and validates the body: a caller
+    without the token learns nothing about what the body should hold (401, not 422)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            settings = request.app.state.settings
+            await require_admin(settings, request.headers.get("authorization"))
+            return await handler(request)
+
+        return checked
+
+
 async def activate_model(
     body: ActivateModelRequest, registry: RegistryDep, settings: SettingsDep
 ) -> ModelSummary:
@@ -237,6 +246,18 @@ async def activate_model(
             raise
         raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
     return ModelSummary(**runtime.bundle.summary())
+
+
+router.add_api_route(
+    "/admin/model",
+    activate_model,
+    methods=["POST"],
+    response_model=ModelSummary,
+    dependencies=[Depends(require_admin), *JSON_ONLY],
+    responses=_ADMIN_ERRORS,
+    tags=["admin"],
+    route_class_override=AuthFirstRoute,
+)
 
 
 def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:
