@@ -143,10 +143,15 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
-            # A copy: the server reads the original's HEAD and leaves the body out itself.
-            scope = {**scope, "method": "GET"}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        # A copy: the server reads the original's HEAD and leaves the body out itself.
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:  # for the access log and metrics (RequestContextMiddleware)
+                scope["route"] = as_get["route"]
 
 
 class RequestContextMiddleware:
