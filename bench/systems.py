@@ -88,6 +88,7 @@ def server_for(system: System, bundle_dir: Path, logs: Path, cpus: str | None) -
         "SENTIMENT_MODEL_DIR": str(bundle_dir),
         "BENCH_BUNDLE_DIR": str(bundle_dir),
         "SENTIMENT_LOG_LEVEL": "warning",
+        "SENTIMENT_LAME_DUCK_S": "0",  # stopped by SIGTERM: no load balancer to wait for
         **system.env,
     }
     py = sys.executable

@@ -1,33 +1,77 @@
-"""``sentiment-serve``: run the API with uvicorn (flags override SENTIMENT_* env settings)."""
+"""``sentiment-serve``: run the API with uvicorn (flags override SENTIMENT_* env settings),
+or deploy it to a Ray cluster with ``--ray ADDRESS``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from service.settings import Settings
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sentiment-serve", description=__doc__)
-    parser.add_argument("--host", help="bind address (env SENTIMENT_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (env SENTIMENT_PORT, default 8000)")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sentiment-serve", description=__doc__)
+    p.add_argument("--host", help="bind address (env SENTIMENT_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env SENTIMENT_PORT, default 8000)")
+    p.add_argument(
         "--model-dir",
         type=Path,
         help="bundle directory (env SENTIMENT_MODEL_DIR; default: "
         "the newest version under models/sentiment-lstm/)",
     )
-    parser.add_argument(
+    p.add_argument(
         "--workers", type=int, help="worker processes (env SENTIMENT_WORKERS, default 1)"
     )
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = Settings(**overrides)
-    server = {
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="deploy to the Ray cluster at ADDRESS (host:port of its head) with Ray Serve "
+        "instead of serving here; --host/--port are then the cluster's HTTP proxy "
+        "(needs the 'ray' extra; see service/ray_serve/)",
+    )
+    p.add_argument(
+        "--ray-config",
+        type=Path,
+        metavar="YAML",
+        help="with --ray: replicas, autoscaling and limits from this file "
+        "(default: service/ray_serve/serve.yaml's values)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if v is not None and not k.startswith("ray")}
+    settings = Settings(**flags)
+    if args.ray:
+        from service.ray_serve.deploy import deploy_from_cli
+
+        deploy_from_cli(args.ray, settings, flags, args.ray_config)
+        return
+    server = uvicorn_options(settings)
+    if settings.workers == 1:
+        # Default: one process. The batcher merges concurrent requests and onnxruntime
+        # runs in its own threads; the event loop (one core) bounds HTTP throughput.
+        from service.http.app import create_app
+
+        run_server(create_app(settings), settings.lame_duck_s, **server)
+        return
+    # Several processes, each with its own model and batcher: about N× the HTTP
+    # throughput for N× the memory (docs/performance.md). Workers read SENTIMENT_* from
+    # the environment, so the flags travel there. uvicorn's supervisor stops them on
+    # SIGTERM without the lame duck (one process per pod or container is the way to run
+    # behind an orchestrator).
+    for key, value in flags.items():
+        os.environ[f"SENTIMENT_{key.upper()}"] = str(value)
+    uvicorn.run("service.http.app:create_app", factory=True, workers=settings.workers, **server)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
@@ -35,19 +79,17 @@ def main(argv: list[str] | None = None) -> None:
         "timeout_graceful_shutdown": settings.drain_timeout_s,
         "server_header": False,
     }
-    if settings.workers == 1:
-        # Default: one process. The batcher merges concurrent requests and onnxruntime
-        # runs in its own threads; the event loop (one core) bounds HTTP throughput.
-        from service.http.app import create_app
 
-        uvicorn.run(create_app(settings), **server)
-        return
-    # Several processes, each with its own model and batcher: about N× the HTTP
-    # throughput for N× the memory (docs/performance.md). Workers read SENTIMENT_* from
-    # the environment, so the flags travel there.
-    for key, value in overrides.items():
-        os.environ[f"SENTIMENT_{key.upper()}"] = str(value)
-    uvicorn.run("service.http.app:create_app", factory=True, workers=settings.workers, **server)
+
+def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
+    """Serve ``app`` in this process until SIGTERM/SIGINT, then stop without resetting a
+    connection (``service.http.graceful``)."""
+    from service.http.graceful import GracefulServer
+
+    server = GracefulServer(uvicorn.Config(app, **options), app.state.lifecycle, lame_duck_s)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: the app's startup failed, or the port was taken
 
 
 if __name__ == "__main__":

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         1, ge=1, le=16, description="uvicorn worker processes (each loads the model: RAM × N)"
     )
     drain_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: finish accepted work within")
+    lame_duck_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="SIGTERM: report not ready but serve on this long first, so that load "
+        "balancers polling /health/ready stop sending (0 where a preStop hook does it)",
+    )
 
     # models: each served name is <models_root>/<name>/<the version its PROMOTED file names>
     models_root: Path = PROJECT_ROOT / "models"

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
+from service.http.lifecycle import Lifecycle, ShutdownGate
 from service.http.middleware import BodyLimitMiddleware, HeadAsGet, RequestContextMiddleware
 from service.http.routes import router
 from service.http.schemas import ErrorResponse
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = registry
+    # Moved on by sentiment-serve's GracefulServer on SIGTERM; stays "serving" elsewhere.
+    app.state.lifecycle = lifecycle = Lifecycle(metrics)
     app.include_router(router)
     app.include_router(v2_router)
     install_error_handlers(app)
@@ -68,6 +71,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             allow_headers=["*"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outside the body limit (it drops any body itself), inside the request context (its
+    # 503s carry a request id and are logged and counted like any other answer).
+    app.add_middleware(ShutdownGate, lifecycle=lifecycle)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=_route_paths(app))
     return app
 

@@ -96,23 +96,35 @@ class BodyLimitMiddleware:
         await response(scope, receive, self._lingering(scope, receive, send))
 
     def _lingering(self, scope: Scope, receive: Receive, send: Send) -> Send:
-        """``send`` that holds the end of the response until the body is discarded.
+        return lingering_send(scope, receive, send, self.linger_bytes, self.linger_s)
 
-        The whole answer is on the wire first (its Content-Length tells the client where it
-        ends); only the server's "response complete", after which it closes, waits.
-        """
-        # A client waiting for "100 Continue" has sent no body: reading would invite it.
-        if (b"expect", b"100-continue") in scope["headers"]:
-            return send
 
-        async def send_then_discard(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                await send({**message, "more_body": True})
-                await discard_body(receive, self.linger_bytes, self.linger_s)
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
+def lingering_send(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    max_bytes: int = LINGER_MAX_BYTES,
+    max_s: float = LINGER_MAX_S,
+) -> Send:
+    """``send`` that holds the end of a response until the request body is discarded.
 
-        return send_then_discard
+    For answers that close the connection with the body unread (413, and 503 while the
+    server stops accepting). The whole answer is on the wire first (its Content-Length
+    tells the client where it ends); only the server's "response complete", after which
+    it closes, waits.
+    """
+    # A client waiting for "100 Continue" has sent no body: reading would invite it.
+    if (b"expect", b"100-continue") in scope["headers"]:
+        return send
+
+    async def send_then_discard(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            await send({**message, "more_body": True})
+            await discard_body(receive, max_bytes, max_s)
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return send_then_discard
 
 
 async def discard_body(

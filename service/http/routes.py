@@ -165,8 +165,12 @@ async def live() -> HealthResponse:
     responses={503: {"model": HealthResponse}},
     tags=["health"],
 )
-async def ready(registry: RegistryDep):
-    """200 once every served model is loaded, verified and self-checked; else 503 and why."""
+async def ready(registry: RegistryDep, request: Request):
+    """200 once every served model is loaded, verified and self-checked; else 503 and why
+    (also from SIGTERM on: "shutting down", while requests are still served a while)."""
+    if request.app.state.lifecycle.stopping:
+        body = HealthResponse(status="not_ready", reason="shutting down")
+        return JSONResponse(body.model_dump(), status_code=503)
     if registry.shutting_down or not registry.ready:
         body = HealthResponse(status="not_ready", reason=registry.not_ready_reason())
         return JSONResponse(body.model_dump(), status_code=503)

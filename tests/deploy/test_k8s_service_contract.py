@@ -2,12 +2,13 @@
 
 - the port: where ``sentiment-serve`` would listen, given the image's command and
   environment (docker/Dockerfile) and the pod's own (service/cli.py run for real, with
-  uvicorn.run replaced by a recorder);
+  its server (uvicorn.run or run_server) replaced by a recorder);
 - the probes: the routes of ``create_app`` (readiness and startup on the route served by
   ``routes.ready``, liveness on ``routes.live``), and they answer 200 on the started app;
 - every environment variable: a field of ``service.settings.Settings``, with a value it
   accepts;
-- shutdown: terminationGracePeriodSeconds > the preStop pause + uvicorn's drain limit;
+- shutdown: terminationGracePeriodSeconds > the preStop pause + the service's own shutdown
+  (lame duck, closing window, drain limit), and no lame duck after the preStop pause;
 - the container: the image's uid and gid, writable HOME, a model bundle it can find;
 - memory: sized from the peak RSS measured in bench/results/latest.json.
 """
@@ -27,7 +28,7 @@ from fastapi import FastAPI
 import service.cli
 import service.http.app
 from sentiment_core.bundle import promoted_bundle, promoted_models
-from service.http import routes
+from service.http import graceful, routes
 from service.settings import Settings
 from tests.deploy.k8s import (
     ROOT,
@@ -61,6 +62,11 @@ def sentiment_serve(container: dict, image) -> dict:
     with (
         mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("SENTIMENT_")}),
         mock.patch.object(service.cli.uvicorn, "run", lambda app, **kw: calls.append((app, kw))),
+        mock.patch.object(
+            service.cli,
+            "run_server",
+            lambda app, lame_duck_s, **kw: calls.append((app, {**kw, "lame_duck_s": lame_duck_s})),
+        ),
         mock.patch.object(service.http.app, "create_app", lambda settings: settings),
     ):
         service.cli.main(argv[1:])
@@ -178,13 +184,23 @@ async def test_the_probe_paths_answer_200_on_the_started_app(renders, image):
 
 
 # -- shutdown ------------------------------------------------------------------------------
-def test_grace_period_outlasts_the_prestop_pause_and_the_drain(docs, image):
+def test_grace_period_outlasts_the_prestop_pause_and_the_whole_shutdown(docs, image):
+    """preStop pause, then SIGTERM: lame duck, closing window, drain (service/http/graceful.py)."""
     deployment, container = api_container(docs)
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     served = sentiment_serve(container, image)
     drain = served["timeout_graceful_shutdown"]
     assert drain == served["settings"].drain_timeout_s
-    assert grace > prestop_seconds(container) + drain, (grace, prestop_seconds(container), drain)
+    lame_duck = served.get("lame_duck_s", 0.0)  # (several workers: uvicorn's stop, none)
+    steps = (prestop_seconds(container), lame_duck, graceful.CLOSE_WINDOW_S, drain)
+    assert grace > sum(steps), (grace, steps)
+
+
+def test_the_prestop_pause_is_the_lame_duck_on_kubernetes(docs, image):
+    """The pod leaves the endpoints when its deletion starts, while preStop pauses: a lame
+    duck after SIGTERM as well would only make every rollout step longer."""
+    _, container = api_container(docs)
+    assert sentiment_serve(container, image)["lame_duck_s"] == 0
 
 
 def test_prestop_pauses_long_enough_for_load_balancers(docs):

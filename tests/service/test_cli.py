@@ -110,11 +110,15 @@ def test_flags_override_the_environment(monkeypatch, bundle_dir):
     monkeypatch.setenv("SENTIMENT_PORT", "1234")
     monkeypatch.setenv("SENTIMENT_HOST", "0.0.0.0")
     monkeypatch.setenv("SENTIMENT_DRAIN_TIMEOUT_S", "7")
+    monkeypatch.setenv("SENTIMENT_LAME_DUCK_S", "2.5")
     calls = []
-    monkeypatch.setattr(service.cli.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(
+        service.cli, "run_server", lambda app, lame, **kw: calls.append((app, lame, kw))
+    )
     monkeypatch.setattr(service.http.app, "configure_logging", lambda *a, **kw: None)
     service.cli.main(["--port", "9999", "--model-dir", str(bundle_dir)])
-    ((app, kwargs),) = calls
+    ((app, lame_duck_s, kwargs),) = calls
+    assert lame_duck_s == 2.5
     assert kwargs["port"] == 9999  # the flag wins over SENTIMENT_PORT
     assert kwargs["host"] == "0.0.0.0"  # unflagged: from the environment
     assert kwargs["timeout_graceful_shutdown"] == 7.0

@@ -155,6 +155,8 @@ class Server:
             "SVC_TEST_ENTERED": str(self.entered),
             "SENTIMENT_LOG_JSON": "true",
             "SENTIMENT_DRAIN_TIMEOUT_S": "20",
+            # No lame duck unless a test asks: SIGTERM tests would each wait it out.
+            "SENTIMENT_LAME_DUCK_S": "0",
             # The script's own folder comes first on its sys.path, not the project's: without
             # this, the venv's editable install (any checkout's) would be what is served.
             "PYTHONPATH": os.pathsep.join(

@@ -1,0 +1,89 @@
+"""The shutdown phases seen by the app (readiness, the closing gate) and the listener
+tools of service/http/graceful.py, without a server process (tests/reliability has the
+SIGTERM tests)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+
+from service.http import graceful
+from service.http.lifecycle import Phase
+from tests.support.servers import make_settings, serve
+
+
+async def test_readiness_says_shutting_down_while_requests_are_still_served():
+    async with serve(make_settings()) as (app, client):
+        assert (await client.get("/health/ready")).status_code == 200
+        app.state.lifecycle.phase = Phase.LAME_DUCK
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["reason"] == "shutting down"
+        predicted = await client.post("/predict", json={"text": "Loved it."})
+        assert predicted.status_code == 200, predicted.text
+        assert (await client.get("/health/live")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/predict", {"text": "Loved it."}),
+        ("POST", "/v2/models/sentiment-lstm/infer", {"inputs": []}),
+        ("GET", "/health/ready", None),
+        ("GET", "/metrics", None),
+    ],
+)
+async def test_while_closing_every_request_gets_503_retry_after_and_close(method, path, body):
+    async with serve(make_settings()) as (app, client):
+        app.state.lifecycle.phase = Phase.CLOSING
+        response = await client.request(method, path, json=body)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["connection"] == "close"
+        assert "x-request-id" in response.headers
+        if not path.startswith("/v2"):
+            assert response.json()["error"]["code"] == "shutting_down"
+        app.state.lifecycle.phase = Phase.SERVING
+        rejected = app.state.metrics.render().decode()
+        assert 'sentiment_rejected_total{reason="shutting_down"} 1.0' in rejected
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux listeners")
+
+
+@linux_only
+def test_a_refusing_listener_keeps_its_queue_and_drops_new_connections():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        queued = socket.create_connection(("127.0.0.1", port), timeout=5)
+        queued.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while graceful.accept_queue_length(listener) != 1:
+            assert time.monotonic() < deadline, "the connection never reached the queue"
+            time.sleep(0.01)
+        assert graceful.refuse_new_connections(listener)
+        late = socket.socket()
+        late.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # its SYN is dropped: no connection, no reset
+            late.connect(("127.0.0.1", port))
+        late.close()
+        accepted, _ = listener.accept()  # the queued one is still there, request and all
+        assert accepted.recv(64).startswith(b"GET / HTTP/1.1")
+        accepted.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        assert queued.recv(64).startswith(b"HTTP/1.1 503")
+        assert graceful.accept_queue_length(listener) == 0
+        accepted.close()
+        queued.close()
+    with pytest.raises(ConnectionRefusedError):  # closed: refused, as for any closed port
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_listener_tools_decline_what_they_cannot_do():
+    with socket.socket(socket.AF_UNIX) as unix:
+        assert graceful.refuse_new_connections(unix) is False
+        assert graceful.accept_queue_length(unix) is None
