@@ -10,7 +10,7 @@ LOCK   := constraints.txt
 INSTALL := $(PIP) install --quiet --constraint $(LOCK)
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format train bench bench-quick containers audit clean lock
+.PHONY: serve test test-ray lint format train bench bench-quick bench-ray containers audit clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -25,6 +25,11 @@ $(VENV)/.serve: pyproject.toml $(LOCK) | $(BIN)/python
 $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
 	$(INSTALL) -e ".[train,dev]"
 	@touch $@ $(VENV)/.serve
+
+# Ray Serve and Ray Data (the `ray` extra, about 570 MB): only for test-ray and bench-ray.
+$(VENV)/.ray: pyproject.toml $(LOCK) $(VENV)/.dev
+	$(INSTALL) -e ".[train,dev,ray]"
+	@touch $@
 
 # Re-resolve every dependency (base + all extras) to the newest versions pyproject.toml
 # allows, in a fresh venv, and write them to constraints.txt. Then run `make test`.
@@ -46,6 +51,13 @@ test: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# A real Ray cluster on this machine (a head and a worker node, separate `ray start`
+# processes on 127.0.0.2/127.0.0.3, no dashboard): Ray Serve (both nodes answer, replica
+# and node killed under load, a model update rolled under load, autoscaling up and down)
+# and sentiment-score --ray (Ray Data). Always torn down. About 5 minutes on 2 cores.
+test-ray: $(VENV)/.ray
+	$(BIN)/python -m pytest tests/ray --ray-cluster $(PYTEST_ARGS)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -61,6 +73,10 @@ bench: $(VENV)/.dev
 
 bench-quick: $(VENV)/.dev
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+# Ray Serve against one process on this machine: throughput, latency, the Ray hop.
+bench-ray: $(VENV)/.ray
+	$(BIN)/python -m bench.ray $(BENCH_ARGS)
 
 containers:
 	bash docker/smoke-test.sh

@@ -57,3 +57,11 @@ def reference(manifest: dict) -> list[dict]:
 def bundle(bundle_dir: Path) -> Bundle:
     """The bundle loaded directly (not through the service), to derive expected scores."""
     return load_bundle(bundle_dir)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ray-cluster",
+        action="store_true",
+        help="run tests/ray, which start a local multi-node Ray cluster (make test-ray)",
+    )

@@ -1,0 +1,224 @@
+"""A real Ray cluster on this machine: a head and a worker node, each its own ``ray start``.
+
+Loopback only: the nodes take 127.0.0.2 and 127.0.0.3 (Ray replaces 127.0.0.1 with the
+machine's routable address), every port is chosen free, no dashboard, no usage stats.
+Each node gets more logical CPUs than the machine has cores (Ray only counts them; with
+one CPU per node a Ray Data job waits forever for a read task's whole CPU). Workers run
+this checkout's code (PYTHONPATH), checked by ``code_roots``.
+
+Teardown kills exactly the processes of these two nodes, by process id: the ones whose
+command line names this cluster's temporary directory and everything they started
+(replicas, agents). ``ray stop`` is not used: it kills every Ray process of the machine,
+other people's clusters included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import PROJECT_ROOT, free_port
+
+RAY = Path(sys.executable).with_name("ray")
+HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
+NODE_CPUS = 4
+OBJECT_STORE_BYTES = 200 * 1024 * 1024
+START_TIMEOUT_S = 120
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def _tree(roots: list[int]) -> list[int]:
+    seen, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.append(pid)
+            todo.extend(_children(pid))
+    return seen
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@dataclass
+class Node:
+    name: str
+    ip: str
+    temp_dir: Path
+    log: Path
+    resources: str
+    roots: list[int] = field(default_factory=list)  # its daemons (raylet, agents, gcs...)
+    # What else names this node's processes: the Ray client server's command line has
+    # the GCS address but not the temp dir.
+    more_markers: tuple[str, ...] = ()
+
+    def processes(self) -> list[int]:
+        """This node's daemons, found by its temp dir on their command line, and all
+        their descendants (workers, replicas)."""
+        markers = (str(self.temp_dir), *self.more_markers)
+        mine = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and any(m in _cmdline(int(p.name)) for m in markers)
+        ]
+        self.roots = sorted(set(self.roots) | set(mine))
+        return _tree(self.roots)
+
+    def kill(self, sig: int = signal.SIGKILL) -> list[int]:
+        pids = self.processes()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return pids
+
+
+class LocalRayCluster:
+    def __init__(self, extra_env: dict[str, str] | None = None, cpus: int = NODE_CPUS):
+        # Short: Ray's unix socket paths live under it (108 bytes at most).
+        self.root = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
+        self.port = free_port()
+        self.address = f"{HEAD_IP}:{self.port}"
+        self.cpus = cpus
+        self.env = {
+            **os.environ,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            **(extra_env or {}),
+        }
+        self.head = Node(
+            "head",
+            HEAD_IP,
+            self.root / "h",
+            self.root / "head.log",
+            '{"head": 1}',
+            more_markers=(f"--address={self.address} ",),
+        )
+        self.worker = Node(
+            "worker", WORKER_IP, self.root / "w", self.root / "worker.log", '{"worker": 1}'
+        )
+
+    def _start(self, node: Node, head: bool) -> None:
+        ports = {
+            "--node-manager-port": free_port(),
+            "--object-manager-port": free_port(),
+            "--metrics-export-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+        }
+        low = free_port()
+        command = [
+            str(RAY),
+            "start",
+            f"--node-ip-address={node.ip}",
+            f"--num-cpus={self.cpus}",
+            "--num-gpus=0",
+            f"--resources={node.resources}",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            f"--temp-dir={node.temp_dir}",
+            "--disable-usage-stats",
+            f"--min-worker-port={low}",
+            f"--max-worker-port={low + 200}",
+            *(f"{k}={v}" for k, v in ports.items()),
+        ]
+        if head:
+            command += [
+                "--head",
+                f"--port={self.port}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+            ]
+        else:
+            command.append(f"--address={self.address}")
+        with node.log.open("ab") as log:
+            done = subprocess.run(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                timeout=START_TIMEOUT_S, check=False,
+            )  # fmt: skip
+        node.processes()
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start ({node.name}) failed:\n{self.logs()}")
+
+    def start(self) -> LocalRayCluster:
+        try:
+            self._start(self.head, head=True)
+            self._start(self.worker, head=False)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Kill both nodes' processes (SIGTERM, then SIGKILL for what is left)."""
+        nodes = (self.worker, self.head)
+        for node in nodes:
+            node.kill(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for n in nodes for p in n.processes()):
+            time.sleep(0.2)
+        for node in nodes:
+            node.kill(signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def code_roots(self) -> dict[str, str]:
+        """Each node's IP and where its workers import ``service`` from (this checkout's
+        copy, not the one the venv's editable install points at). Needs ``ray.init``."""
+        import ray
+
+        @ray.remote(num_cpus=0)
+        def where() -> tuple[str, str]:
+            import service
+
+            return ray.util.get_node_ip_address(), str(Path(service.__file__).parent.parent)
+
+        on = [where.options(resources={n: 0.001}).remote() for n in ("head", "worker")]
+        return dict(ray.get(on, timeout=120))
+
+    def leftovers(self) -> list[int]:
+        return [p for n in (self.head, self.worker) for p in n.processes() if _alive(p)]
+
+    def logs(self, tail: int = 4000) -> str:
+        text = ""
+        for node in (self.head, self.worker):
+            if node.log.exists():
+                text += f"--- {node.name} ---\n{node.log.read_text(errors='replace')[-tail:]}\n"
+        return text
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
