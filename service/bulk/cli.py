@@ -8,7 +8,8 @@ the run goes on. The exit status is 1 only when there are more of them than
 file appears complete or not at all.
 
 In process by default (the service's encoder, length groups and onnxruntime settings, one
-inference thread per usable CPU); with ``--server URL``, through a running service.
+inference thread per usable CPU); with ``--server URL``, through a running service; with
+``--ray ADDRESS``, on a Ray cluster (Ray Data and an actor pool: ``ray_run``, ``ray_data``).
 """
 
 from __future__ import annotations
@@ -60,11 +61,7 @@ def parser() -> argparse.ArgumentParser:
         "--model",
         help="a model name (its promoted version) or a bundle directory; default: the default model",
     )
-    p.add_argument(
-        "--server",
-        metavar="URL",
-        help="score through a running service (e.g. http://127.0.0.1:8000)",
-    )
+    _where_options(p)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -92,6 +89,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="inference threads in process (default: one per usable CPU)",
     )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    return p  # fmt: skip
+
+
+def _where_options(p: argparse.ArgumentParser) -> None:
+    """Where to score: in process (default), through a service, or on a Ray cluster."""
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="score through a running service (e.g. http://127.0.0.1:8000)",
+    )
     p.add_argument(
         "--concurrency",
         type=int,
@@ -99,8 +107,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests in flight with --server (default 4)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
-    return p  # fmt: skip
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="score on the Ray cluster at ADDRESS (host:port of its head): Ray Data reads the file, an actor pool scores it (needs the 'ray' extra; the file and the models root must be at the same path on every node)",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=int,
+        metavar="N",
+        help="with --ray: at most N scoring actors, 1 CPU each (default: the cluster's CPUs)",
+    )
 
 
 @dataclass
@@ -133,17 +150,10 @@ def run(args: argparse.Namespace) -> int:
     out_fmt = format_of(args.output, args.output_format, in_fmt)
     columns = Columns(args.text_column, args.id_column or "id", args.id_column is not None)
     batch = args.batch_size or (SERVER_BATCH if args.server else LOCAL_CHUNK)
-    chunk_rows = batch * args.concurrency if args.server else batch
-    source = read_chunks(args.input, in_fmt, columns, chunk_rows, settings.max_text_chars)
-    scorer = _scorer(args, settings, batch)
-    progress = Progress(sys.stderr, source.total, enabled=False if args.quiet else None)
-    try:
-        with atomic_output(args.output) as stream:
-            writer = open_writer(out_fmt, stream, source.key, scorer.labels, source.key_type)
-            counts = _pump(source, scorer, writer, progress)
-            writer.close()
-    finally:
-        scorer.close()
+    if args.ray:
+        counts, progress = _on_ray(args, settings, in_fmt, out_fmt, columns, batch)
+    else:
+        counts, progress = _in_process(args, settings, in_fmt, out_fmt, columns, batch)
     if not args.quiet:
         progress.finish(_summary(counts, progress.elapsed, time.monotonic() - started, args))
     if counts.bad > args.max_errors:
@@ -156,13 +166,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_process(args, settings, in_fmt, out_fmt, columns, batch) -> tuple[Counts, Progress]:
+    chunk_rows = batch * args.concurrency if args.server else batch
+    source = read_chunks(args.input, in_fmt, columns, chunk_rows, settings.max_text_chars)
+    scorer = _scorer(args, settings, batch)
+    progress = Progress(sys.stderr, source.total, enabled=False if args.quiet else None)
+    try:
+        with atomic_output(args.output) as stream:
+            writer = open_writer(out_fmt, stream, source.key, scorer.labels, source.key_type)
+            counts = _pump(source, scorer, writer, progress)
+            writer.close()
+    finally:
+        scorer.close()
+    return counts, progress
+
+
+def _on_ray(args, settings, in_fmt, out_fmt, columns, batch) -> tuple[Counts, Progress]:
+    from service.bulk import ray_run
+
+    job = ray_run.start(
+        args.ray, args.input, in_fmt, columns, settings, args.model, batch, args.ray_actors
+    )
+    progress = Progress(sys.stderr, job.total, enabled=False if args.quiet else None)
+    counts = Counts()
+    with atomic_output(args.output) as stream:
+        writer = open_writer(out_fmt, stream, job.key, job.labels, job.key_type)
+        for keys, scored in job.batches:
+            writer.write(keys, scored)
+            counts.rows += len(keys)
+            counts.bad += sum(e is not None for e in scored.errors)
+            progress.update(counts.rows, counts.rows)
+        writer.close()
+    return counts, progress
+
+
 def _check(args: argparse.Namespace) -> None:
-    for flag in ("batch_size", "workers", "concurrency"):
+    for flag in ("batch_size", "workers", "concurrency", "ray_actors"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.max_errors < 0:
         raise UsageError("--max-errors must be 0 or more")
+    if args.ray and args.server:
+        raise UsageError("--ray and --server are two ways to score: give one")
 
 
 def _scorer(args: argparse.Namespace, settings: Settings, batch: int):
