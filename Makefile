@@ -10,7 +10,11 @@ LOCK   := constraints.txt
 INSTALL := $(PIP) install --quiet --constraint $(LOCK)
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format train bench bench-quick containers audit clean lock
+.PHONY: help serve test lint format train bench bench-quick containers audit clean lock
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
@@ -26,9 +30,44 @@ $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
 	$(INSTALL) -e ".[train,dev]"
 	@touch $@ $(VENV)/.serve
 
+serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted models (SERVE_ARGS="--port 9000")
+	$(BIN)/sentiment-serve $(SERVE_ARGS)
+
+test: $(VENV)/.dev ## lint + the whole test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev ## ruff check + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(VENV)/.dev ## ruff fix + format
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+# Retrain the default configuration into a new version under models/sentiment-lstm/.
+train: $(VENV)/.dev ## train a new version (TRAIN_ARGS="--config training/configs/general.toml")
+	$(BIN)/sentiment-train $(TRAIN_ARGS)
+
+bench: $(VENV)/.dev ## the full benchmark, ~9 min (BENCH_ARGS=...)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.dev ## the benchmark in under 3 minutes
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+containers: ## build both images and smoke-test them (podman where no Docker engine)
+	bash docker/smoke-test.sh
+
+# Known vulnerabilities in the installed dependencies (needs PyPI's and OSV's APIs, so it
+# is not part of `make test`; --strict fails when a package could not be checked at all).
+audit: $(VENV)/.dev ## known vulnerabilities in the dependencies (needs PyPI/OSV)
+	$(BIN)/pip-audit --skip-editable --progress-spinner off --strict
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+
 # Re-resolve every dependency (base + all extras) to the newest versions pyproject.toml
 # allows, in a fresh venv, and write them to constraints.txt. Then run `make test`.
-lock:
+lock: ## re-resolve every dependency into constraints.txt (then make test)
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
@@ -37,38 +76,3 @@ lock:
 	  echo "# CI and both images. Regenerate with 'make lock' (then 'make test'); never by hand."; \
 	  .lock-venv/bin/python -m pip freeze --exclude sentiment-lstm-service; } > $(LOCK)
 	rm -rf .lock-venv
-
-serve: $(VENV)/.serve
-	$(BIN)/sentiment-serve $(SERVE_ARGS)
-
-test: $(VENV)/.dev
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-lint: $(VENV)/.dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-
-format: $(VENV)/.dev
-	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
-
-# Retrain the default configuration into a new version under models/sentiment-lstm/.
-train: $(VENV)/.dev
-	$(BIN)/sentiment-train $(TRAIN_ARGS)
-
-bench: $(VENV)/.dev
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
-
-bench-quick: $(VENV)/.dev
-	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
-
-containers:
-	bash docker/smoke-test.sh
-
-# Known vulnerabilities in the installed dependencies (needs PyPI's and OSV's APIs, so it
-# is not part of `make test`; --strict fails when a package could not be checked at all).
-audit: $(VENV)/.dev
-	$(BIN)/pip-audit --skip-editable --progress-spinner off --strict
-
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.settings import Settings
 
@@ -18,15 +20,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--model-dir",
         type=Path,
-        help="bundle directory (env SENTIMENT_MODEL_DIR; default: "
-        "the newest version under models/sentiment-lstm/)",
+        help="serve this one bundle directory (env SENTIMENT_MODEL_DIR; default: the "
+        "promoted version of every model under models/, see SENTIMENT_MODELS)",
     )
     parser.add_argument(
         "--workers", type=int, help="worker processes (env SENTIMENT_WORKERS, default 1)"
     )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"sentiment-serve: error: invalid settings: {_first_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    if problem := settings.missing_bundle_paths():
+        # A path that does not exist is a mistake to fix, not a state to wait out: fail
+        # now. (A bundle that exists but fails its checks keeps the server up, not ready.)
+        print(f"sentiment-serve: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     server = {
         "host": settings.host,
         "port": settings.port,
@@ -52,3 +63,10 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    name = f"SENTIMENT_{field.upper()}" if field else "settings"
+    return f"{name}: {err['msg'].removeprefix('Value error, ')}"

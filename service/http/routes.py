@@ -6,8 +6,9 @@ import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service import pipeline
 from service.errors import (
@@ -113,7 +114,9 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     # dependency solving and response re-validation cost more than encoding a review).
     texts = pipeline.validated_texts(body, request.app.state.settings)
     request.scope["state"]["texts"] = len(texts)
-    content = await pipeline.predict_json(request.app.state, texts, body.model)
+    content = await pipeline.predict_json(
+        request.app.state, texts, body.model, request.scope["state"]
+    )
     return Response(content, media_type="application/json")
 
 
@@ -131,6 +134,8 @@ async def tokenize(
     texts = pipeline.validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
     runtime = registry.current(body.model)
+    request.scope["state"]["model"] = runtime.bundle.name
+    request.scope["state"]["version"] = runtime.bundle.version
     runtime.acquire()  # one version's encoder, even during a swap
     try:
         encoded = await pipeline.tokenize(runtime, texts)
@@ -152,7 +157,9 @@ async def tokenize(
     )
 
 
-@router.get("/health/live", response_model=HealthResponse, tags=["health"])
+@router.get(
+    "/health/live", response_model=HealthResponse, response_model_exclude_none=True, tags=["health"]
+)
 async def live() -> HealthResponse:
     """The process is up and serving HTTP."""
     return HealthResponse(status="ok")
@@ -205,15 +212,23 @@ async def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=m.content_type)
 
 
+ADMIN_TOKEN = HTTPBearer(
+    scheme_name="AdminToken",
+    description="SENTIMENT_ADMIN_TOKEN, for POST /admin/model",
+    auto_error=False,
+)
+
+
 async def require_admin(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_TOKEN)],
 ) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not token:
         raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized()
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or invalid admin token (Authorization: Bearer <token>)")
 
 
 @router.post(
