@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)  # bad flags and config files stop here, before any data
         check_training_stack()
-        check_writable(models_folder(cfg))
         load_plan(cfg)
+        check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:
         return fail(str(exc))
     from training.export import ExportError

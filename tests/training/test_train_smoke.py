@@ -32,7 +32,7 @@ def bundle_dir(tmp_path_factory):
 def test_bundle_has_every_file_and_matching_hashes(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     for name in ["model.onnx", "model.int8.onnx", "tokenizer.json", "MODEL_CARD.md", "curves.png",
-                 "config.json", "metrics.json", "keras.weights.h5"]:  # fmt: skip
+                 "confusion.png", "config.json", "metrics.json", "keras.weights.h5"]:  # fmt: skip
         assert (bundle_dir / name).is_file(), name
     if manifest["metrics"]["int8"]["kept"]:
         assert manifest["variants"]["int8"] == "model.int8.onnx"
@@ -58,6 +58,10 @@ def test_manifest_records_what_serving_needs(bundle_dir):
     assert set(test["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
     assert sum(test["confusion_matrix"].values()) == 400
     assert m["metrics"]["training"]["wall_seconds"] > 0
+    # The one source's figures are the pooled ones, with the baseline's beside them.
+    imdb = m["metrics"]["sources"]["imdb"]
+    assert imdb["test"]["accuracy"] == test["accuracy"] and imdb["test"]["n"] == 400
+    assert 0 <= imdb["baseline"]["accuracy"] <= 1
 
 
 def test_parity_was_verified_and_graph_is_fused(bundle_dir):
