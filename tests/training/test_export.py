@@ -66,3 +66,15 @@ def test_a_softmax_head_keeps_the_fused_node_and_matches_keras(tmp_path, outputs
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)
     report = verify_parity(model, path, sequences)  # argmax labels must agree too
     assert report["max_abs_diff"] <= 1e-5 and report["label_mismatches"] == 0
+
+
+def test_int8_variant_is_written_and_stays_close(tmp_path):
+    from training.export import quantize_int8
+
+    cfg = ModelConfig(500, 16, 8, "lstm", True, pooling="last+mean+max", outputs=3)
+    path, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    export_onnx(build_model(cfg), cfg, path)
+    quantize_int8(path, int8)
+    sequences = random_sequences(100, 500, 40)
+    assert int8.stat().st_size < path.stat().st_size
+    assert np.max(np.abs(onnx_scores(int8, sequences) - onnx_scores(path, sequences))) < 0.05

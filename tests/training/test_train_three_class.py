@@ -120,7 +120,7 @@ def test_parity_fused_graph_and_figures(bundle_dir):
     assert shop["test"]["n"] == 90 and shop["test"]["accuracy"] >= 0.9
     assert set(shop["baseline"]) >= {"accuracy", "macro_f1", "average_recall"}
     full = json.loads((bundle_dir / "metrics.json").read_text())
-    assert full["data"]["shop"]["dropped"] == {"unknown label '9'": 1}
+    assert full["data"]["shop"]["dropped"] == {"unknown label '9'": 2}  # one per file
     test = full["sources"]["shop"]["test"]
     assert set(test["recall"]) == {"negative", "neutral", "positive"}
     assert np.sum(test["confusion"]["matrix"]) == 90
