@@ -202,3 +202,14 @@ def test_the_readme_recipe_for_your_own_csv_reads(tmp_path):
         ("Lovely", "positive"), ("Meh", "neutral"), ("Broken", "negative"),
     ]  # fmt: skip
     assert corpus.reports["csv"].dropped == {"unknown label '0'": 1}
+
+
+def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
+    pytest.importorskip("tensorflow")
+    config = shop / "train.toml"
+    config.write_text('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'text = "review"\n')
+    models = shop / "models"
+    assert main(["--config", str(config), "--models-dir", str(models)]) == 2
+    err = capsys.readouterr().err
+    assert "no column 'review' (its columns: text, label)" in err and "Traceback" not in err
+    assert not list(models.rglob("*.partial"))
