@@ -13,7 +13,7 @@ CELLS = ("lstm", "gru", "simple_rnn")
 POOLINGS = ("last", "last+mean+max")
 TRUNCATIONS = ("head", "tail", "head+tail")
 HEADS = ("auto", "sigmoid", "softmax")
-CLASS_WEIGHTS = ("none", "balanced")
+CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
 
 
 def _opt(default, help: str, choices: tuple = ()):
@@ -91,7 +91,7 @@ class Config:
     )
     class_weight: str = _opt(
         "none",
-        "balanced: weight each label so that all weigh the same in the loss (imbalanced sources, e.g. few negative tweets)",
+        "loss weight per label: balanced: every label weighs the same in all the training rows together; balanced-per-source: the same within each source, over the labels it has (e.g. SemEval's few negative tweets)",
         CLASS_WEIGHTS,
     )
     seed: int = _opt(1337, "random seed (splits, subsets, sampling, initialisation, batch order)")

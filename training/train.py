@@ -118,7 +118,7 @@ def _load_data(cfg: Config, plan: Plan, rng, log):
 
 def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
     """The vocabulary from the training rows only; each row's ids, label and loss weight
-    (its source's weight × its label's, when --class-weight balanced)."""
+    (its source's weight × its label's, by --class-weight)."""
     from sentiment_core.encoder import TextEncoder
     from sentiment_core.tokenizer import train_tokenizer
     from training.fit import encode_rows
@@ -129,13 +129,15 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
     tokenizer.save(str(work_dir / "tokenizer.json"))
     labels = plan.labels
     source_weight = {s.name: s.weight for s in plan.sources}
-    per_label = dict.fromkeys(labels, 1.0)
-    if cfg.class_weight == "balanced":
-        per_label.update(class_weights(corpus.train, labels, source_weight))
-        log(f"class weights: {', '.join(f'{k} {v:.3f}' for k, v in per_label.items())}")
+    per_label = class_weights(corpus.train, labels, source_weight, cfg.class_weight)
+    if cfg.class_weight != "none":
+        for source, weights in per_label.items():
+            log(f"class weights {source}: {', '.join(f'{k} {v:.3f}' for k, v in weights.items())}")
 
     def weight_of(example) -> float:
-        return source_weight[example.source] * per_label[example.label]
+        # Validation rows of a source with no training rows (none here yet) weigh 1.
+        label_weight = per_label.get(example.source, {}).get(example.label, 1.0)
+        return source_weight[example.source] * label_weight
 
     splits = (
         encode_rows(corpus.train, encoder, labels, weight_of),

@@ -67,7 +67,7 @@ def test_the_shipped_imdb_config_is_the_default():
 def test_the_general_config_holds_out_what_issue_15_names():
     cfg = parse_args(["--config", str(ROOT / "configs" / "general.toml")])
     plan = load_plan(cfg)
-    assert cfg.name == "sentiment-general" and cfg.class_weight == "balanced"
+    assert cfg.name == "sentiment-general" and cfg.class_weight == "balanced-per-source"
     assert plan.labels == ("negative", "neutral", "positive")
     tests = {s.name: [p.name for p in s.test] for s in plan.sources}
     assert tests["sst2"] == ["stsa.binary.test"] and tests["sst5"] == ["stsa.fine.test"]

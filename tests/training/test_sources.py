@@ -281,3 +281,28 @@ def test_rows_keep_their_split_and_source():
     out = list(to_examples(source, [RawRow(" hi\x00there ", "positive", "", "test")], report))
     assert out[0].text == "hi there" and out[0].split == "test" and out[0].source == "x"
     assert out[0].group == "text:hi there"
+
+
+def test_class_weights_pooled_and_per_source():
+    from training.sources.base import Example
+    from training.sources.splits import class_weights
+
+    def rows(source, counts):
+        return [
+            Example("t", label, source, "", "train")
+            for label, n in counts.items()
+            for _ in range(n)
+        ]
+
+    examples = rows("tweets", {"negative": 1, "neutral": 2, "positive": 1}) + rows(
+        "reviews", {"negative": 2, "positive": 2}
+    )
+    weights = {"tweets": 1.0, "reviews": 1.0}
+    assert class_weights(examples, THREE, weights, "none")["tweets"] == dict.fromkeys(THREE, 1.0)
+    pooled = class_weights(examples, THREE, weights, "balanced")
+    assert pooled["tweets"] == pooled["reviews"] == {
+        "negative": 8 / 9, "neutral": 8 / 6, "positive": 8 / 9,
+    }  # fmt: skip
+    per_source = class_weights(examples, THREE, weights, "balanced-per-source")
+    assert per_source["tweets"] == {"negative": 4 / 3, "neutral": 4 / 6, "positive": 4 / 3}
+    assert per_source["reviews"] == {"negative": 1.0, "positive": 1.0}  # no neutral to lean to

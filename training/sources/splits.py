@@ -70,8 +70,26 @@ def normalized(text: str) -> str:
     return _SPACES.sub(" ", text.lower()).strip()
 
 
-def class_weights(examples: list[Example], labels: Sequence[str], source_weights: dict) -> dict:
-    """``balanced``: each label's total weight equal (weight_c = total / (K · weight of c))."""
+def class_weights(
+    examples: list[Example], labels: Sequence[str], source_weights: dict, mode: str
+) -> dict[str, dict[str, float]]:
+    """Each source's weight per label: ``none`` 1; ``balanced`` every label's total weight
+    equal over all sources (w_c = total / (K · weight of c)); ``balanced-per-source`` the
+    same within each source, over the labels it has (SemEval's few negatives weigh more,
+    without a polar corpus's rows leaning towards a neutral class it lacks)."""
+    sources = list(dict.fromkeys(e.source for e in examples))
+    if mode == "none":
+        return {source: dict.fromkeys(labels, 1.0) for source in sources}
+    if mode == "balanced":
+        pooled = _balanced(examples, labels, source_weights)
+        return {source: pooled for source in sources}
+    return {
+        source: _balanced([e for e in examples if e.source == source], labels, source_weights)
+        for source in sources
+    }
+
+
+def _balanced(examples: list[Example], labels: Sequence[str], source_weights: dict) -> dict:
     per_label: Counter = Counter()
     for e in examples:
         per_label[e.label] += source_weights[e.source]
