@@ -130,6 +130,13 @@ def _maybe(value) -> str:
 
 def _other_figures(metrics: dict) -> list[str]:
     lines = []
+    test = metrics.get("test", {})
+    if test.get("roc_auc") is not None:  # binary models: the figures they always reported
+        cm = test["confusion_matrix"]
+        lines.append(
+            f"- Test (pooled): ROC-AUC {test['roc_auc']:.4f}, F1 {test['f1']:.4f}; confusion "
+            f"tn={cm['tn']} fp={cm['fp']} fn={cm['fn']} tp={cm['tp']}"
+        )
     if validation := metrics.get("validation"):
         lines.append(f"- Validation (pooled): accuracy {validation['accuracy']:.4f}")
     if ood := metrics.get("out_of_domain"):
