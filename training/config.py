@@ -113,6 +113,12 @@ class Config:
     version: str = _opt(
         "", "bundle version (a folder name); empty: the UTC time, e.g. 20261122-032328"
     )
+    promote: bool = _opt(
+        False,
+        "make the new version the one served (writes <models-dir>/<name>/PROMOTED); "
+        "a smoke run (--limit) needs --force too",
+    )
+    force: bool = _opt(False, "with --promote: promote a smoke run (--limit) as well")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sentiment_core.bundle import promote
 from training.cli import (
     SetupError,
     check_training_stack,
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     """Exit code 0 with the bundle's path; 2 with a one-line message on a known failure."""
     try:
         cfg = parse_args(argv)  # bad flags and config files stop here, before any data
+        if cfg.promote and cfg.limit and not cfg.force:
+            raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         load_plan(cfg)
         check_writable(models_folder(cfg))
@@ -234,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, ExportError, FileExistsError) as exc:
         return fail(str(exc))
     print(f"bundle written: {shown_path(bundle, cfg)}")
+    if cfg.promote:
+        promote(bundle.parent.parent, cfg.name, bundle.name, force=cfg.force)
+        print(f"promoted: {cfg.name} serves {bundle.name} from the next start")
     return 0
 
 

@@ -213,3 +213,10 @@ def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
     err = capsys.readouterr().err
     assert "no column 'review' (its columns: text, label)" in err and "Traceback" not in err
     assert not list(models.rglob("*.partial"))
+
+
+def test_a_smoke_run_is_promoted_only_with_force(tmp_path, capsys):
+    code = main(["--limit", "50", "--promote", "--models-dir", str(tmp_path)])
+    assert code == 2
+    assert "--force" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any work

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from sentiment_core.bundle import promoted_bundle
 from service.model.loader import load_bundle
 from tests.training.test_train_three_class import CONFIG, WORDS, write_csv
 from training.train import main
@@ -26,8 +27,9 @@ def test_two_labels_of_its_own_give_a_sigmoid_bundle_the_service_loads(tmp_path)
     (tmp_path / "binary.toml").write_text(config)
     models = tmp_path / "models"
     assert main(["--config", str(tmp_path / "binary.toml"), "--models-dir", str(models),
-                 "--version", "b1", "--no-quantize", "--no-baseline"]) == 0  # fmt: skip
+                 "--version", "b1", "--no-quantize", "--no-baseline", "--promote"]) == 0  # fmt: skip
     bundle_dir = models / "shop-sentiment" / "b1"
+    assert promoted_bundle(models, "shop-sentiment") == bundle_dir  # --promote
     m = json.loads((bundle_dir / "manifest.json").read_text())
     assert m["labels"] == ["bad", "good"] and m["output"]["kind"] == "sigmoid"
     assert m["decision"] == {"rule": "threshold", "threshold": 0.5}
