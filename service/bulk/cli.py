@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         progress.finish(_summary(counts, progress.elapsed, time.monotonic() - started, args))
     if counts.bad > args.max_errors:
         print(
-            f"{PROG}: {counts.bad} rows could not be scored (more than --max-errors "
+            f"{PROG}: {_rows(counts.bad)} could not be scored (more than --max-errors "
             f"{args.max_errors}); see the 'error' column",
             file=sys.stderr,
         )
@@ -203,6 +203,10 @@ def _summary(counts: Counts, scoring_s: float, total_s: float, args: argparse.Na
     rate = counts.rows / scoring_s if scoring_s > 0 else 0.0
     where = "standard output" if args.output == STDIO else args.output
     return (
-        f"{PROG}: {counts.rows:,} rows ({counts.bad:,} not scored) in {scoring_s:.2f} s: "
+        f"{PROG}: {_rows(counts.rows)} ({counts.bad:,} not scored) in {scoring_s:.2f} s: "
         f"{rate:,.0f} rows/s ({total_s:.2f} s with start-up); wrote {where}"
     )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"

@@ -144,6 +144,18 @@ def test_csv_to_parquet_and_parquet_to_jsonl(tmp_path, bundle, manifest):
     check_scores([json.loads(x) for x in out.read_text().splitlines()], bundle, TEXTS, manifest)
 
 
+def test_many_rows_of_every_length_keep_their_order(tmp_path, bundle, manifest):
+    """More rows than the first call's head start, of very different lengths: every row
+    still gets its own text's score, in input order."""
+    texts = [f"{TEXTS[k % len(TEXTS)]} {'and then more ' * (k % 37)}#{k}" for k in range(700)]
+    src = write_csv(tmp_path / "in.csv", ["text"], [[t] for t in texts])
+    out = tmp_path / "out.csv"
+    assert score(tmp_path, str(src), "-o", str(out)) == 0
+    records = read_csv(out)
+    assert [r["row"] for r in records] == [str(k) for k in range(1, 701)]
+    check_scores(records, bundle, texts, manifest)
+
+
 def test_the_model_by_name_or_directory(tmp_path, bundle_dir, manifest):
     src = write_csv(tmp_path / "in.csv", ["text"], [["a fine film"]])
     for model in (BINARY_MODEL, str(bundle_dir)):
