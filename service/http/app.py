@@ -13,9 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.http.auth import ApiKeyMiddleware, ApiKeys, is_open
 from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
-from service.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.http.middleware import BodyLimitMiddleware, HeadAsGet, RequestContextMiddleware
 from service.http.routes import router
 from service.http.schemas import ErrorResponse
+from service.http.v2 import router as v2_router
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.model.registry import ModelRegistry
@@ -62,10 +63,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.metrics = metrics
     app.state.models = registry
     app.include_router(router)
+    app.include_router(v2_router)
     install_error_handlers(app)
-    # Outermost last: request context → CORS → API keys → body limit → fast path → routes.
+    # Outermost last: request context → CORS → API keys → body limit → HEAD as GET →
+    # fast path → routes.
     if settings.fast_path:  # innermost: every check above still applies
         app.add_middleware(PredictFastPath)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
@@ -115,4 +119,4 @@ def package_version() -> str:
 
 def _route_paths(app: FastAPI) -> set[str]:
     # The router's own list too: requests answered by PredictFastPath never reach routing.
-    return {getattr(r, "path", "") for r in [*app.routes, *router.routes]}
+    return {getattr(r, "path", "") for r in [*app.routes, *router.routes, *v2_router.routes]}

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from service.errors import ServiceError
+from service.http import v2_wire
 
 # A 4 MB body of wrong values can hold a million errors; the answer names the first few.
 MAX_ERROR_DETAILS = 10
@@ -26,6 +27,11 @@ def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
 def error_response(
     request: Request, status: int, code: str, message: str, details=None, headers=None
 ) -> JSONResponse:
+    path = request.scope.get("path", "")
+    if path == v2_wire.PREFIX or path.startswith(v2_wire.PREFIX + "/"):
+        # The Open Inference Protocol's shape, and its 400 for bad input (our 422).
+        body = v2_wire.error_body(_printable(message))
+        return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers)
     details = [
         {"field": _printable(d["field"]), "message": _printable(d["message"])}
         for d in details or []

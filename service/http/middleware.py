@@ -1,8 +1,9 @@
-"""ASGI middleware (pure ASGI: no body buffering): the body-size limit, and the request
-context (request id, one access-log line and the request metrics)."""
+"""ASGI middleware (pure ASGI: no body buffering): the body-size limit, HEAD answered as
+GET, and the request context (request id, one access-log line and the request metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -20,12 +21,33 @@ log = logging.getLogger("service.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class BodyLimitMiddleware:
-    """413 before reading a body whose Content-Length is too big; also caps chunked bodies."""
+# Lingering close, as nginx does it: a client that sends its whole body before reading the
+# answer (Python's urllib and http.client do) gets a connection reset instead of the 413 if
+# the server closes with the body unread. So after a 413 the rest of the body is read and
+# thrown away, within these bounds, before the connection closes.
+LINGER_MAX_BYTES = 64 * 1024 * 1024
+LINGER_MAX_S = 10.0
+LINGER_IDLE_S = 2.0  # a client that stops sending is not waited for longer than this
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+
+class BodyLimitMiddleware:
+    """413 before reading a body whose Content-Length is too big; also caps chunked bodies.
+
+    The 413 goes out at once; the connection closes after the rest of the body has been
+    discarded (``discard_body``), never buffered.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        linger_bytes: int = LINGER_MAX_BYTES,
+        linger_s: float = LINGER_MAX_S,
+    ):
         self.app = app
         self.max_bytes = max_bytes
+        self.linger_bytes = linger_bytes
+        self.linger_s = linger_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,17 +66,24 @@ class BodyLimitMiddleware:
             # it as chunked: such bodies are counted.)
             return await self.app(scope, receive, send)
         received = 0
+        over = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    over = True
                     raise StarletteHTTPException(413, self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        lingering = self._lingering(scope, receive, send)
+
+        async def send_413_lingering(message: Message) -> None:
+            await (lingering if over else send)(message)
+
+        await self.app(scope, limited_receive, send_413_lingering)
 
     def _message(self) -> str:
         return f"request body exceeds {self.max_bytes} bytes (SENTIMENT_MAX_BODY_BYTES)"
@@ -63,8 +92,66 @@ class BodyLimitMiddleware:
         exc = PayloadTooLarge(self._message())
         request = Request(scope, receive)
         response = error_response(request, exc.status_code, exc.code, exc.message)
-        response.headers["Connection"] = "close"  # we did not read the body
-        await response(scope, receive, send)
+        response.headers["Connection"] = "close"  # the body is discarded, not read
+        await response(scope, receive, self._lingering(scope, receive, send))
+
+    def _lingering(self, scope: Scope, receive: Receive, send: Send) -> Send:
+        """``send`` that holds the end of the response until the body is discarded.
+
+        The whole answer is on the wire first (its Content-Length tells the client where it
+        ends); only the server's "response complete", after which it closes, waits.
+        """
+        # A client waiting for "100 Continue" has sent no body: reading would invite it.
+        if (b"expect", b"100-continue") in scope["headers"]:
+            return send
+
+        async def send_then_discard(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await send({**message, "more_body": True})
+                await discard_body(receive, self.linger_bytes, self.linger_s)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        return send_then_discard
+
+
+async def discard_body(
+    receive: Receive, max_bytes: int, max_s: float, idle_s: float = LINGER_IDLE_S
+) -> int:
+    """Read and drop the request body until it ends, or ``max_bytes`` / ``max_s`` pass, or
+    nothing arrives for ``idle_s``; the bytes dropped."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_s
+    dropped = 0
+    while dropped <= max_bytes and (left := deadline - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), min(idle_s, left))
+        except TimeoutError:
+            break
+        if message["type"] != "http.request":  # the client left
+            break
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return dropped
+
+
+class HeadAsGet:
+    """HEAD wherever GET works: routed as GET (the server sends the headers only)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        # A copy: the server reads the original's HEAD and leaves the body out itself.
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:  # for the access log and metrics (RequestContextMiddleware)
+                scope["route"] = as_get["route"]
 
 
 class RequestContextMiddleware:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service import pipeline
 from service.errors import (
     BundleError,
     InvalidInput,
-    NotFound,
-    Unauthorized,
     UnsupportedMediaType,
 )
+from service.http.admin_auth import AuthFirstRoute, require_admin
 from service.http.schemas import (
     ActivateModelRequest,
     ErrorResponse,
@@ -212,32 +209,6 @@ async def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=m.content_type)
 
 
-ADMIN_TOKEN = HTTPBearer(
-    scheme_name="AdminToken",
-    description="SENTIMENT_ADMIN_TOKEN, for POST /admin/model",
-    auto_error=False,
-)
-
-
-async def require_admin(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_TOKEN)],
-) -> None:
-    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not token:
-        raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or invalid admin token (Authorization: Bearer <token>)")
-
-
-@router.post(
-    "/admin/model",
-    response_model=ModelSummary,
-    dependencies=[Depends(require_admin), *JSON_ONLY],
-    responses=_ADMIN_ERRORS,
-    tags=["admin"],
-)
 async def activate_model(
     body: ActivateModelRequest, registry: RegistryDep, settings: SettingsDep
 ) -> ModelSummary:
@@ -252,6 +223,18 @@ async def activate_model(
             raise
         raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
     return ModelSummary(**runtime.bundle.summary())
+
+
+router.add_api_route(
+    "/admin/model",
+    activate_model,
+    methods=["POST"],
+    response_model=ModelSummary,
+    dependencies=[Depends(require_admin), *JSON_ONLY],
+    responses=_ADMIN_ERRORS,
+    tags=["admin"],
+    route_class_override=AuthFirstRoute,
+)
 
 
 def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:

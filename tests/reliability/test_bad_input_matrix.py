@@ -208,7 +208,7 @@ def method_defects() -> list[Bad]:
             )
         )
     for path in (
-        "/v2/predict",
+        "/v1/predict",  # (not /v2/...: the inference protocol, with its own error shape)
         "/admin",
         "/admin/model/extra",
         "/predict/x",

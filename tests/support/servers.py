@@ -155,6 +155,11 @@ class Server:
             "SVC_TEST_ENTERED": str(self.entered),
             "SENTIMENT_LOG_JSON": "true",
             "SENTIMENT_DRAIN_TIMEOUT_S": "20",
+            # The script's own folder comes first on its sys.path, not the project's: without
+            # this, the venv's editable install (any checkout's) would be what is served.
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
             **env,
         }
         if not {"SENTIMENT_MODEL_DIR", "SENTIMENT_MODELS_ROOT", "SENTIMENT_MODELS"} & set(env):

@@ -227,7 +227,7 @@ CASES = [
         404,
         "not_found",
         (),
-        path="/v2/predict",
+        path="/v1/predict",  # (/v2/... is the inference protocol, its own error shape)
     ),
     Case("GET /predict", {}, 405, "method_not_allowed", (), method="GET"),
     Case("POST /health/live", {}, 405, "method_not_allowed", (), path="/health/live"),
