@@ -32,7 +32,7 @@ from pathlib import Path
 from bench.procs import PROJECT_ROOT, git_commit
 from bench.workloads import sample_reviews, write_payloads
 
-SUMMARY = re.compile(r"([\d,]+) rows \(([\d,]+) not scored\) in ([\d.]+) s: .*\(([\d.]+) s with")
+SUMMARY = re.compile(r"([\d,]+) rows? \(([\d,]+) not scored\) in ([\d.]+) s: .*\(([\d.]+) s with")
 SWEEP = ("1,2", "4,8,16,32,64,128", "1,2")  # bench.run's full grid
 
 
@@ -49,10 +49,10 @@ def ceiling(bundle: Path, reviews: Path, work: Path, budget_s: float, config: st
     return json.loads(out.read_text())
 
 
-def bulk(reviews: Path, work: Path, expected_rows: int) -> dict:
+def bulk(reviews: Path, work: Path, expected_rows: int, extra: list[str]) -> dict:
     """One ``sentiment-score`` process over the reviews; its own figures and the wall."""
     out = work / "scored.csv"
-    command = [sys.executable, "-m", "service.bulk", str(reviews), "-o", str(out)]
+    command = [sys.executable, "-m", "service.bulk", str(reviews), "-o", str(out), *extra]
     started = time.monotonic()
     done = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800, check=False
@@ -101,7 +101,7 @@ def measure(args: argparse.Namespace) -> dict:
             if who == "d":
                 pair["d"] = ceiling(bundle, reviews, work, args.budget, config)["best"]
             else:
-                pair["bulk"] = bulk(reviews, work, args.reviews)
+                pair["bulk"] = bulk(reviews, work, args.reviews, args.bulk_args.split())
         pair["ratio"] = pair["bulk"]["texts_per_s"] / pair["d"]["texts_per_s"]
         pair["ratio_end_to_end"] = pair["bulk"]["end_to_end_texts_per_s"] / pair["d"]["texts_per_s"]
         print(_pair_line(k, pair), flush=True)
@@ -112,6 +112,7 @@ def measure(args: argparse.Namespace) -> dict:
         "bundle": str(bundle),
         "reviews": args.reviews,
         "ceiling_config": config,
+        "bulk_args": args.bulk_args,
         "ceiling_sweep_best": sweep["best"] if sweep else None,
         "pairs": pairs,
         "median_ratio": statistics.median(p["ratio"] for p in pairs),
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep-budget", type=float, default=1.5)
     parser.add_argument("--config", help="(d)'s configuration; default: its sweep's best")
     parser.add_argument("--bundle", type=Path)
+    parser.add_argument(
+        "--bulk-args", default="", help="more sentiment-score flags, e.g. '--workers 3'"
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "bulk")
     args = parser.parse_args(argv)
     result = measure(args)

@@ -67,7 +67,7 @@ def parse_variant(spec: str) -> System:
     if not name or not assignments:
         raise ValueError(f"--variant {spec!r}: expected NAME:key=value[,key=value]")
     env, tree = {}, None
-    for item in assignments.split(","):
+    for item in _assignments(assignments):
         key, _, value = item.partition("=")
         key = key.strip()
         if key == "tree":
@@ -79,11 +79,25 @@ def parse_variant(spec: str) -> System:
     return System(f"c-{name}", "this service, " + ", ".join(parts), env, tree)
 
 
+def _assignments(text: str) -> list[str]:
+    """``a=1,b=x,y`` -> ``["a=1", "b=x,y"]``: a comma before a word without ``=`` belongs
+    to the value (``models=sentiment-general,sentiment-lstm``)."""
+    items: list[str] = []
+    for part in text.split(","):
+        if "=" in part or not items:
+            items.append(part)
+        else:
+            items[-1] += "," + part
+    return items
+
+
 # -- servers -----------------------------------------------------------------------------
 def server_for(system: System, bundle_dir: Path, logs: Path, cpus: str | None) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     # Every system serves the bundle resolved once at the start, even if a newer one lands.
+    # A variant that names the models to load (``models=a,b``) serves those, each at its
+    # promoted version, with the bundle's model answering by default.
     env |= {
         "SENTIMENT_MODEL_DIR": str(bundle_dir),
         "BENCH_BUNDLE_DIR": str(bundle_dir),
@@ -91,6 +105,9 @@ def server_for(system: System, bundle_dir: Path, logs: Path, cpus: str | None) -
         "SENTIMENT_LAME_DUCK_S": "0",  # stopped by SIGTERM: no load balancer to wait for
         **system.env,
     }
+    if "SENTIMENT_MODELS" in system.env:
+        del env["SENTIMENT_MODEL_DIR"]
+        env.setdefault("SENTIMENT_DEFAULT_MODEL", bundle_dir.parent.name)
     py = sys.executable
     cwd = PROJECT_ROOT
     if system.key in _BASELINES:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from sentiment_core.bundle import PROMOTED_FILE, bundle_versions, promote, promoted_bundle
 from sentiment_core.manifest import BundleError
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "models"
+# The service's own setting if set (containers), else ./models (the repository's root).
+DEFAULT_ROOT = Path(os.environ.get("SENTIMENT_MODELS_ROOT") or "models")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("model", help="model name, e.g. sentiment-general")
     parser.add_argument("version", nargs="?", help="version directory; omit to list versions")
-    parser.add_argument("--models-root", type=Path, default=DEFAULT_ROOT, help="default: models/")
+    parser.add_argument(
+        "--models-root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="default: $SENTIMENT_MODELS_ROOT, else ./models",
+    )
     parser.add_argument("--force", action="store_true", help="promote a smoke run (--limit) too")
     args = parser.parse_args(argv)
     try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.settings import Settings
 
@@ -20,8 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model-dir",
         type=Path,
-        help="bundle directory (env SENTIMENT_MODEL_DIR; default: "
-        "the newest version under models/sentiment-lstm/)",
+        help="serve this one bundle directory (env SENTIMENT_MODEL_DIR; default: the "
+        "promoted version of every model under models/, see SENTIMENT_MODELS)",
     )
     p.add_argument(
         "--workers", type=int, help="worker processes (env SENTIMENT_WORKERS, default 1)"
@@ -46,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if v is not None and not k.startswith("ray")}
-    settings = Settings(**flags)
+    settings = checked_settings(flags)
     if args.ray:
         from service.ray_serve.deploy import deploy_from_cli
 
@@ -70,6 +72,22 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run("service.http.app:create_app", factory=True, workers=settings.workers, **server)
 
 
+def checked_settings(flags: dict[str, Any]) -> Settings:
+    """The settings, or exit 2 with what to fix (with --ray too: the replicas would read
+    the same values and fail the same way, one after another)."""
+    try:
+        settings = Settings(**flags)
+    except ValidationError as exc:
+        print(f"sentiment-serve: error: invalid settings: {_first_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    if problem := settings.missing_bundle_paths():
+        # A path that does not exist is a mistake to fix, not a state to wait out: fail
+        # now. (A bundle that exists but fails its checks keeps the server up, not ready.)
+        print(f"sentiment-serve: error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    return settings
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "host": settings.host,
@@ -90,6 +108,13 @@ def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
     server.run()
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run: the app's startup failed, or the port was taken
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    name = f"SENTIMENT_{field.upper()}" if field else "settings"
+    return f"{name}: {err['msg'].removeprefix('Value error, ')}"
 
 
 if __name__ == "__main__":

@@ -14,13 +14,19 @@ from pydantic_core import to_json
 from starlette.datastructures import State
 
 from sentiment_core.encoder import Encoded
-from sentiment_core.tokenizer import has_control_char
 from service.errors import InvalidInput, RequestTimeout
 from service.http.schemas import TextsRequest
 from service.inference.batch import Row
 from service.model.runtime import ModelRuntime
 from service.settings import Settings
 
+# C0 control codes and DEL, except the whitespace ones (tab, newline, vertical tab, form
+# feed, carriage return): text extracted from PDFs and terminals holds those.
+REFUSED_CONTROL = "\x00-\x08\x0e-\x1f\x7f"
+_REFUSED = re.compile(f"[{REFUSED_CONTROL}]")
+# Deleting every other ASCII character from a text's ASCII bytes leaves the refused ones:
+# cheaper than a regex search on every text.
+_NOT_REFUSED = bytes(c for c in range(128) if not _REFUSED.match(chr(c)))
 # JSON can spell lone UTF-16 surrogates ("\ud800"); they are not text and the tokenizer
 # cannot take them. Only a non-ASCII text can hold one, so most texts skip this scan.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -49,20 +55,37 @@ def text_problem(text: str, max_chars: int) -> str | None:
         return "is empty or only whitespace"
     if len(text) > max_chars:
         return f"has {len(text)} characters; the limit is {max_chars}"
-    if has_control_char(text):
-        return "contains control characters (NUL or other C0 codes besides tab and newline)"
+    if has_refused_control(text):
+        found = _REFUSED.search(text)
+        assert found is not None
+        return (
+            f"contains control characters (U+{ord(found.group()):04X} at character "
+            f"{found.start()}): NUL, ESC, DEL and the other C0 codes are refused; tab, "
+            "newline, carriage return, vertical tab and form feed are accepted"
+        )
     if not text.isascii() and _SURROGATE.search(text):
         return "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text"
     return None
+
+
+def has_refused_control(text: str) -> bool:
+    """Whether ``text`` holds one of ``REFUSED_CONTROL`` (as ``_REFUSED.search`` answers)."""
+    return bool(text.encode("ascii", "ignore").translate(None, _NOT_REFUSED))
 
 
 def has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-async def predict_json(state: State, texts: list[str], model: str | None = None) -> bytes:
-    """Score validated texts with the named (or default) model; the JSON answer."""
+async def predict_json(
+    state: State, texts: list[str], model: str | None = None, scope_state: dict | None = None
+) -> bytes:
+    """Score validated texts with the named (or default) model; the JSON answer.
+
+    ``scope_state`` (the request's) gets the model and version, for the access line."""
     runtime: ModelRuntime = state.models.current(model)
+    if scope_state is not None:
+        scope_state["model"], scope_state["version"] = runtime.bundle.name, runtime.bundle.version
     runtime.acquire()  # the same version's encoder and model, even during a swap
     try:
         encoded, rows = await score(runtime, texts, state.settings.request_timeout_s)

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
-    log_json: bool = True
+    log_json: Literal["auto"] | bool = Field(
+        "auto", description="JSON log lines; auto: JSON unless stderr is a terminal"
+    )
     otel_telemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans/metrics via the global OTel providers"
     )
@@ -88,6 +90,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     # security
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="comma-separated API keys; when set, every route but health, "
+        "metrics and the docs needs one (Authorization: Bearer <key>)",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a file of API keys, one per line; re-read when it changes"
+    )
     admin_token: SecretStr | None = None  # enables POST /admin/model when set
     cors_origins: list[str] = []
 
@@ -98,7 +108,7 @@ class Settings(BaseSettings):
         # not the current directory.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "api_keys", mode="before")
     @classmethod
     def comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -121,6 +131,23 @@ class Settings(BaseSettings):
         if self.model_name:
             return [self.model_name]
         return list(self.models) or promoted_models(self.models_root)
+
+    def missing_bundle_paths(self) -> str | None:
+        """What is configured but does not exist at all (a typo, a missing mount), or None."""
+        if self.model_dir is not None:
+            if not self.model_dir.exists():
+                return f"SENTIMENT_MODEL_DIR {self.model_dir} does not exist"
+            return None
+        if not self.models_root.is_dir():
+            return f"SENTIMENT_MODELS_ROOT {self.models_root} is not a directory"
+        missing = [n for n in self.served_models() if not (self.models_root / n).is_dir()]
+        if missing:
+            found = sorted(p.name for p in self.models_root.iterdir() if p.is_dir())
+            return (
+                f"no model {', '.join(map(repr, missing))} under {self.models_root} "
+                f"(models there: {', '.join(found) or 'none'})"
+            )
+        return None
 
     def default_of(self, names: list[str]) -> str:
         return self.default_model if self.default_model in names else sorted(names)[0]

@@ -69,7 +69,7 @@ def test_importing_the_contract_loads_neither_runtime():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("package", ["service", "sentiment_core"])
+@pytest.mark.parametrize("package", ["service", "sentiment_core", "training"])
 def test_modules_and_functions_stay_small(package):
     too_big = []
     for path in python_files(package):

@@ -8,14 +8,19 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from sentiment_core.bundle import file_entries
 from sentiment_core.encoder import TextEncoder
 from sentiment_core.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, parse_manifest
 from sentiment_core.tokenizer import PAD_ID, UNK_ID
+from training.card import model_card
 
-LABELS = ["negative", "positive"]
 THRESHOLD = 0.5
-LIBRARIES = ("tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "tokenizers", "numpy")
+LIBRARIES = (
+    "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "tokenizers", "numpy",
+    "scikit-learn",
+)  # fmt: skip
 
 
 def write_bundle(
@@ -24,16 +29,17 @@ def write_bundle(
     name: str,
     version: str,
     config: dict,
+    labels: list[str],
     encoder: TextEncoder,
     metrics: dict,
     variants: dict[str, str],
     reference_texts: list[str],
 ) -> Manifest:
-    from training.export import INPUT_NAME, OUTPUT_NAME, onnx_scores
+    """The card, then the manifest over every file, checked by ``parse_manifest`` (what the
+    service reads) before it is written."""
+    from training.export import INPUT_NAME, onnx_scores
 
-    reference_scores = onnx_scores(bundle_dir / "model.onnx", encoder.encode_ids(reference_texts))[
-        :, 0
-    ]
+    outputs = onnx_scores(bundle_dir / "model.onnx", encoder.encode_ids(reference_texts))
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -55,14 +61,10 @@ def write_bundle(
             "unk_id": UNK_ID,
             "vocab_size": encoder.vocab_size,
         },
-        "output": {"name": OUTPUT_NAME, "kind": "sigmoid", "meaning": "P(positive)"},
-        "labels": LABELS,
-        "decision": {"rule": "threshold", "threshold": THRESHOLD},
+        "labels": labels,
+        **_head(labels, outputs.shape[1]),
         "metrics": _headline_metrics(metrics),
-        "reference": [
-            {"text": t, "score": float(s)}
-            for t, s in zip(reference_texts, reference_scores, strict=True)
-        ],
+        "reference": _references(reference_texts, outputs),
     }
     (bundle_dir / "MODEL_CARD.md").write_text(model_card(manifest, metrics))
     manifest["files"] = file_entries(bundle_dir, skip_suffixes=(".keras", ".log"))
@@ -71,12 +73,52 @@ def write_bundle(
     return typed
 
 
+def _head(labels: list[str], width: int) -> dict:
+    """Sigmoid: one column, P(labels[1]), threshold; softmax: a column per label, argmax."""
+    from training.export import OUTPUT_NAME, SOFTMAX_OUTPUT_NAME
+
+    if width == 1:
+        return {
+            "output": {"name": OUTPUT_NAME, "kind": "sigmoid", "meaning": f"P({labels[1]})"},
+            "decision": {"rule": "threshold", "threshold": THRESHOLD},
+        }
+    return {
+        "output": {
+            "name": SOFTMAX_OUTPUT_NAME,
+            "kind": "softmax",
+            "meaning": "one probability per label, in the order of labels",
+        },
+        "decision": {"rule": "argmax"},
+    }
+
+
+def _references(texts: list[str], outputs: np.ndarray) -> list[dict]:
+    if outputs.shape[1] == 1:
+        return [{"text": t, "score": float(row[0])} for t, row in zip(texts, outputs, strict=True)]
+    return [
+        {"text": t, "probabilities": [float(p) for p in row]}
+        for t, row in zip(texts, outputs, strict=True)
+    ]
+
+
 def _headline_metrics(metrics: dict) -> dict:
+    """What GET /model(s) shows: pooled and per-source test figures (compact), the
+    baseline's beside them, validation, parity; the full figures stay in metrics.json."""
     keep = ("test", "validation", "out_of_domain", "int8", "parity", "fused_recurrent_node")
     out = {k: metrics[k] for k in keep if k in metrics}
+    out["sources"] = {
+        source: {split: compact(figures) for split, figures in per_split.items()}
+        for source, per_split in metrics.get("sources", {}).items()
+    }
     training = metrics.get("training", {})
     out["training"] = {k: v for k, v in training.items() if k != "history"}
     return out
+
+
+def compact(figures: dict) -> dict:
+    """The headline numbers of one ``label_metrics`` result (no confusion matrix)."""
+    keep = ("n", "accuracy", "macro_f1", "average_recall", "polar_accuracy", "ece", "roc_auc")
+    return {k: figures[k] for k in keep if figures.get(k) is not None}
 
 
 def _git_commit() -> str:
@@ -96,50 +138,3 @@ def _library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def model_card(manifest: dict, metrics: dict) -> str:
-    hp = manifest["hyperparameters"]
-    test = metrics["test"]
-    ood = metrics["out_of_domain"]
-    cm = test["confusion_matrix"]
-    arch = f"{'Bidirectional ' if hp['bidirectional'] else ''}{hp['cell'].upper()}({hp['units']})"
-    if hp.get("pooling", "last") != "last":
-        arch += " → [final states, mean and max over real tokens]"
-    int8 = metrics.get("int8")
-    int8_line = (
-        f"- int8 variant: accuracy {int8['accuracy']:.4f} "
-        f"({'kept' if int8['kept'] else 'discarded'}; gate: within 0.3 points)\n"
-        if int8
-        else ""
-    )
-    training = metrics["training"]
-    return f"""# Model card: {manifest["name"]} {manifest["version"]}
-
-Binary sentiment classifier: `score` = P(positive); label `positive` when score ≥ {manifest["decision"]["threshold"]}.
-
-## Model
-Embedding({hp["vocab_size"]}, {hp["embedding_dim"]}) → {arch} → Dense(1, sigmoid), trained with
-Keras 3 and exported with tf2onnx (opset 17). Inputs: token ids from `tokenizer.json`, at most
-{hp["max_length"]} tokens ({hp["truncation"]} truncation), post-padded with 0 and masked.
-
-## Data
-Large Movie Review Dataset v1.0 (Maas et al., 2011): 25,000 training and 25,000 test IMDB reviews,
-balanced, from disjoint sets of movies. {hp["val_fraction"]:.0%} of the training *movies* held out
-for validation and early stopping; the test set was scored once, through onnxruntime.
-
-## Figures
-- IMDB test ({test["n"]} reviews): accuracy **{test["accuracy"]:.4f}**, ROC-AUC {test["roc_auc"]:.4f},
-  F1 {test["f1"]:.4f}, ECE {test["ece"]:.4f}; confusion tn={cm["tn"]} fp={cm["fp"]} fn={cm["fn"]} tp={cm["tp"]}
-- Validation (held-out movies): accuracy {metrics["validation"]["accuracy"]:.4f}
-- Hand-written non-IMDB texts ({ood["n"]}: product, restaurant, travel, short sentences, negation):
-  accuracy {ood["accuracy"]:.4f}
-{int8_line}- ONNX vs Keras on {metrics["parity"]["texts"]} test reviews: max |diff| {metrics["parity"]["max_abs_diff"]:.2e}
-- Training: {training["epochs_run"]} epochs (best {training["best_epoch"]}), {training["fit_seconds"]:.0f} s fit on CPU
-
-## Intended use and limits
-English review-like text (opinions about films, products, services). Trained only on IMDB movie
-reviews: domain shift (tweets, sarcasm, mixed or neutral text, other languages) lowers accuracy,
-and there is no "neutral" class. Scores are reasonably calibrated on IMDB (ECE above) but not
-elsewhere. Reviews longer than {hp["max_length"]} tokens are cut ({hp["truncation"]}). Not for decisions about people.
-"""

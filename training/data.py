@@ -9,13 +9,15 @@ can be split by movie.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import tarfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +32,7 @@ DEFAULT_DATA_PATH = (
 )
 
 SPLITS = ("train", "test")
+T = TypeVar("T")
 _REVIEW_RE = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _URLS_RE = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(pos|neg)\.txt$")
 _MOVIE_RE = re.compile(r"/title/(tt\d+)/")
@@ -151,26 +154,33 @@ def split_by_movie(
 ) -> tuple[list[Review], list[Review]]:
     """Hold out whole movies: reviews of one movie are correlated, so a random split
     would leak and overstate accuracy (about 2 points on this data)."""
-    movies = sorted({r.movie_id or f"review-{r.review_id}-{r.label}" for r in reviews})
+    return split_by_group(
+        reviews, lambda r: r.movie_id or f"review-{r.review_id}-{r.label}", val_fraction, seed
+    )
+
+
+def split_by_group(
+    items: list[T], group: Callable[[T], str], fraction: float, seed: int
+) -> tuple[list[T], list[T]]:
+    """Hold out whole groups (shuffled with ``seed``) until ``fraction`` of the items are out.
+
+    Returns (kept, held out), each in the input order.
+    """
+    groups = sorted({group(item) for item in items})
     rng = np.random.default_rng(seed)
-    rng.shuffle(movies)
+    rng.shuffle(groups)
+    per_group = collections.Counter(group(item) for item in items)
     held_out: set[str] = set()
-    target = val_fraction * len(reviews)
-    per_movie: dict[str, int] = {}
-    for r in reviews:
-        key = r.movie_id or f"review-{r.review_id}-{r.label}"
-        per_movie[key] = per_movie.get(key, 0) + 1
-    count = 0
-    for movie in movies:
+    target, count = fraction * len(items), 0
+    for key in groups:
         if count >= target:
             break
-        held_out.add(movie)
-        count += per_movie[movie]
-    train, val = [], []
-    for r in reviews:
-        key = r.movie_id or f"review-{r.review_id}-{r.label}"
-        (val if key in held_out else train).append(r)
-    return train, val
+        held_out.add(key)
+        count += per_group[key]
+    kept, out = [], []
+    for item in items:
+        (out if group(item) in held_out else kept).append(item)
+    return kept, out
 
 
 def length_bucketed_batches(

@@ -18,7 +18,8 @@ from training.model import ModelConfig, build_model
 
 OPSET = 17
 INPUT_NAME = "input_ids"
-OUTPUT_NAME = "score"
+OUTPUT_NAME = "score"  # sigmoid: P(labels[1])
+SOFTMAX_OUTPUT_NAME = "probabilities"  # softmax: one column per label
 FUSED_OPS = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}
 
 
@@ -37,21 +38,25 @@ def export_onnx(model, cfg: ModelConfig, path: Path) -> dict[str, int]:
     if cfg.cell == "lstm":
         twin = build_model(cfg, export_twin=True)
         twin.set_weights(model.get_weights())
-        proto = _convert(twin)
+        proto = _convert(twin, output_name(cfg))
         _wire_sequence_lens(proto, reads_sequence=cfg.pooling != "last")
     else:
-        proto = _convert(model)
+        proto = _convert(model, output_name(cfg))
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return op_counts(proto)
 
 
-def _convert(model) -> onnx.ModelProto:
+def output_name(cfg: ModelConfig) -> str:
+    return OUTPUT_NAME if cfg.outputs == 1 else SOFTMAX_OUTPUT_NAME
+
+
+def _convert(model, output: str) -> onnx.ModelProto:
     spec = (tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(input_ids):
-        return {OUTPUT_NAME: model(input_ids, training=False)}
+        return {output: model(input_ids, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
     return proto
@@ -118,15 +123,23 @@ def onnx_scores(
 def verify_parity(
     model, onnx_path: Path, sequences: Sequence[Sequence[int]], tolerance: float = 1e-5
 ) -> dict[str, float | int]:
-    """ORT vs Keras on the same padded batches: max |diff| ≤ tolerance and same labels."""
+    """ORT vs Keras on the same padded batches: max |diff| ≤ tolerance and same labels
+    (threshold 0.5 for one sigmoid column, argmax for softmax columns)."""
     k = keras_scores(model, sequences)
     o = onnx_scores(onnx_path, sequences)
     diff = float(np.max(np.abs(k - o)))
-    label_mismatches = int(np.sum((k >= 0.5) != (o >= 0.5)))
+    label_mismatches = int(np.sum(decide(k) != decide(o)))
     report = {"texts": len(sequences), "max_abs_diff": diff, "label_mismatches": label_mismatches}
     if diff > tolerance or label_mismatches:
         raise ExportError(f"ONNX does not match Keras: {report} (tolerance {tolerance})")
     return report
+
+
+def decide(outputs: np.ndarray) -> np.ndarray:
+    """Each row's label index: threshold 0.5 (one column) or argmax."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0.5).astype(int)
+    return np.argmax(outputs, axis=1)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

@@ -1,4 +1,4 @@
-"""The Keras model: Embedding → (Bi)LSTM/GRU/SimpleRNN → [pooling] → Dense(1, sigmoid)."""
+"""The Keras model: Embedding → (Bi)LSTM/GRU/SimpleRNN → [pooling] → Dense(sigmoid or softmax)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,24 @@ class ModelConfig:
     # "last": the final hidden state(s). "last+mean+max": also the mean and max of the
     # per-token outputs over the real (unpadded) tokens, which helps on long reviews.
     pooling: str = "last"
+    # 1: one sigmoid unit, P(labels[1]); N >= 2: a softmax over N labels.
+    outputs: int = 1
 
     @classmethod
     def from_training_config(cls, config: dict, vocab_size: int) -> ModelConfig:
-        """The model part of a training config (``config.json``); vocab size as built."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-        return cls(vocab_size=vocab_size, **{k: v for k, v in config.items() if k in names})
+        """The model part of a training config (``config.json``); vocab size as built.
+
+        Bundles written before N-class heads have no ``labels`` in config.json: sigmoid.
+        """
+        names = {f.name for f in dataclasses.fields(cls)} - {"vocab_size", "outputs"}
+        labels = config.get("labels") or ["negative", "positive"]
+        head = config.get("head", "auto")
+        softmax = head == "softmax" or (head == "auto" and len(labels) > 2)
+        return cls(
+            vocab_size=vocab_size,
+            outputs=len(labels) if softmax else 1,
+            **{k: v for k, v in config.items() if k in names},
+        )
 
 
 def load_trained_model(bundle_dir: Path) -> keras.Model:
@@ -93,5 +105,8 @@ def build_model(cfg: ModelConfig, export_twin: bool = False) -> keras.Model:
     x = keras.layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
-    score = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
-    return keras.Model(ids, score, name="sentiment_rnn")
+    if cfg.outputs == 1:
+        out = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
+    else:
+        out = keras.layers.Dense(cfg.outputs, activation="softmax", name="probabilities")(x)
+    return keras.Model(ids, out, name="sentiment_rnn")

@@ -33,91 +33,35 @@ LOCAL_CHUNK = 4096  # rows sorted into length groups together (memory: a few MB)
 SERVER_BATCH = 64  # texts per request with --server
 
 
+# Every option: its flags, then add_argument's keywords.
+OPTIONS: list[tuple[tuple[str, ...], dict]] = [
+    (("input",), {"metavar": "INPUT", "help": "a .csv, .tsv, .jsonl or .parquet file; - for stdin"}),
+    (("-o", "--output"), {"default": STDIO, "help": "output file (format by extension); default: - (stdout)"}),
+    (("--text-column",), {"default": "text", "help": "column (or JSON field) holding the text (default: text)"}),
+    (("--id-column",), {"help": "column echoed as each row's key (default: id, if there is one; else the row number)"}),
+    (("--model",), {"help": "a model name (its promoted version) or a bundle directory; default: the default model"}),
+    (("--server",), {"metavar": "URL", "help": "score through a running service (e.g. http://127.0.0.1:8000)"}),
+    (("--batch-size",), {"type": int, "metavar": "N", "help": f"in process: rows sorted into length groups together (default {LOCAL_CHUNK}); with --server: texts per request (default {SERVER_BATCH})"}),
+    (("--input-format",), {"choices": FORMATS, "help": "default: from INPUT's extension (stdin: csv)"}),
+    (("--output-format",), {"choices": FORMATS, "help": "default: from OUTPUT's extension, else INPUT's format"}),
+    (("--max-errors",), {"type": int, "default": 0, "metavar": "N", "help": "exit 1 if more than N rows could not be scored (default 0); the output is written either way"}),
+    (("--workers",), {"type": int, "metavar": "N", "help": "inference threads in process (default: one per usable CPU)"}),
+    (("--concurrency",), {"type": int, "default": 4, "metavar": "N", "help": "requests in flight with --server (default 4)"}),
+    (("--ray",), {"metavar": "ADDRESS", "help": "score on the Ray cluster at ADDRESS (host:port of its head): Ray Data reads the file, an actor pool scores it (needs the 'ray' extra; the file and the models root must be at the same path on every node)"}),
+    (("--ray-actors",), {"type": int, "metavar": "N", "help": "with --ray: at most N scoring actors, 1 CPU each (default: the cluster's CPUs)"}),
+    (("-q", "--quiet"), {"action": "store_true", "help": "no progress bar, no summary"}),
+]  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog="Limits and speed-ups come from the same SENTIMENT_* settings as sentiment-serve.",
     )
-    p.add_argument(
-        "input", metavar="INPUT", help="a .csv, .tsv, .jsonl or .parquet file; - for stdin"
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        default=STDIO,
-        help="output file (format by extension); default: - (stdout)",
-    )
-    p.add_argument(
-        "--text-column",
-        default="text",
-        help="column (or JSON field) holding the text (default: text)",
-    )
-    p.add_argument(
-        "--id-column",
-        help="column echoed as each row's key (default: id, if there is one; else the row number)",
-    )
-    p.add_argument(
-        "--model",
-        help="a model name (its promoted version) or a bundle directory; default: the default model",
-    )
-    _where_options(p)
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        help=f"rows scored together: in process, the rows sorted by length at a time (default {LOCAL_CHUNK}); with --server, texts per request (default {SERVER_BATCH})",
-    )
-    p.add_argument(
-        "--input-format", choices=FORMATS, help="default: from INPUT's extension (stdin: csv)"
-    )
-    p.add_argument(
-        "--output-format",
-        choices=FORMATS,
-        help="default: from OUTPUT's extension, else INPUT's format",
-    )
-    p.add_argument(
-        "--max-errors",
-        type=int,
-        default=0,
-        metavar="N",
-        help="exit 1 if more than N rows could not be scored (default 0); the output is written either way",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="inference threads in process (default: one per usable CPU)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
-    return p  # fmt: skip
-
-
-def _where_options(p: argparse.ArgumentParser) -> None:
-    """Where to score: in process (default), through a service, or on a Ray cluster."""
-    p.add_argument(
-        "--server",
-        metavar="URL",
-        help="score through a running service (e.g. http://127.0.0.1:8000)",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=4,
-        metavar="N",
-        help="requests in flight with --server (default 4)",
-    )
-    p.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="score on the Ray cluster at ADDRESS (host:port of its head): Ray Data reads the file, an actor pool scores it (needs the 'ray' extra; the file and the models root must be at the same path on every node)",
-    )
-    p.add_argument(
-        "--ray-actors",
-        type=int,
-        metavar="N",
-        help="with --ray: at most N scoring actors, 1 CPU each (default: the cluster's CPUs)",
-    )
+    for flags, options in OPTIONS:
+        p.add_argument(*flags, **options)
+    return p
 
 
 @dataclass
@@ -158,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         progress.finish(_summary(counts, progress.elapsed, time.monotonic() - started, args))
     if counts.bad > args.max_errors:
         print(
-            f"{PROG}: {counts.bad} rows could not be scored (more than --max-errors "
+            f"{PROG}: {_rows(counts.bad)} could not be scored (more than --max-errors "
             f"{args.max_errors}); see the 'error' column",
             file=sys.stderr,
         )
@@ -249,6 +193,10 @@ def _summary(counts: Counts, scoring_s: float, total_s: float, args: argparse.Na
     rate = counts.rows / scoring_s if scoring_s > 0 else 0.0
     where = "standard output" if args.output == STDIO else args.output
     return (
-        f"{PROG}: {counts.rows:,} rows ({counts.bad:,} not scored) in {scoring_s:.2f} s: "
+        f"{PROG}: {_rows(counts.rows)} ({counts.bad:,} not scored) in {scoring_s:.2f} s: "
         f"{rate:,.0f} rows/s ({total_s:.2f} s with start-up); wrote {where}"
     )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"

@@ -28,6 +28,9 @@ from service.model.runtime import speedups
 from service.settings import Settings
 
 GROUPS_PER_CALL = GROUP_COUNTS[-1]
+# The run's first texts go to the inference threads on their own, so that they start
+# at once rather than idle while a whole first chunk is encoded.
+HEAD_START = 256
 
 
 @dataclass
@@ -56,15 +59,29 @@ class LocalScorer:
             thread_name_prefix="inference",
             initializer=thread_pinner(cpus) if pin else None,
         )
+        self._started = False
 
     def submit(self, texts: list[str]) -> Job:
         """Encode ``texts`` here and queue their length groups on the inference threads."""
-        ids = self.bundle.encoder.encode_ids(texts)
-        groups = pack_by_length([len(s) for s in ids])
+        job = Job(len(texts), [], [])
+        start = 0
+        if not self._started and len(texts) > HEAD_START:
+            self._queue(job, texts, 0, HEAD_START)
+            start = HEAD_START
+        self._started = True
+        self._queue(job, texts, start, len(texts))
+        return job
+
+    def _queue(self, job: Job, texts: list[str], start: int, end: int) -> None:
+        ids = self.bundle.encoder.encode_ids(texts[start:end])
+        groups = [[start + i for i in g] for g in pack_by_length([len(s) for s in ids])]
         units = [groups[k : k + GROUPS_PER_CALL] for k in range(0, len(groups), GROUPS_PER_CALL)]
+        # Longest calls first: the threads end the chunk together, on short calls.
+        units.sort(key=lambda unit: -sum(len(ids[g[-1] - start]) * len(g) for g in unit))
         run = self.bundle.run_groups
-        futures = [self._pool.submit(run, [[ids[i] for i in g] for g in unit]) for unit in units]
-        return Job(len(texts), units, futures)
+        for unit in units:
+            job.units.append(unit)
+            job.futures.append(self._pool.submit(run, [[ids[i - start] for i in g] for g in unit]))
 
     def result(self, job: Job) -> Scored:
         """The job's scores, in the order its texts were submitted."""

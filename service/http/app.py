@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.http.auth import ApiKeyMiddleware, ApiKeys, is_open
 from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
 from service.http.lifecycle import Lifecycle, ShutdownGate
@@ -30,8 +33,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     metrics = Metrics()
     registry = ModelRegistry(settings, metrics)
 
+    keys = ApiKeys([k.get_secret_value() for k in settings.api_keys], settings.api_keys_file)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        logging.getLogger("service.auth").info(keys.describe())
         await registry.load_all()
         # Everything alive now (framework, model, tokenizer) lives as long as the process:
         # keep it out of the cyclic collector's full passes, which otherwise rescan it.
@@ -42,7 +48,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
     app = FastAPI(
         title="Sentiment LSTM service",
-        version="1.0",
+        version=package_version(),
         summary="LSTM sentiment classifiers served with onnxruntime and dynamic batching.",
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry layer looks up the global OTel providers on every
@@ -51,6 +57,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         telemetry=None if settings.otel_telemetry else _NO_OTEL,
         # Any route (the body limit applies before routing); per-route errors: routes.py.
         responses={413: {"model": ErrorResponse, "description": "Body too large"}},
+        # /predict/ is a 404 that names /predict, not a redirect a JSON client will not follow.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -60,9 +68,24 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.include_router(router)
     app.include_router(v2_router)
     install_error_handlers(app)
-    if settings.fast_path:  # innermost: CORS, body limit and request context still apply
+    _install_middleware(app, settings, keys, lifecycle)
+    return app
+
+
+def _install_middleware(
+    app: FastAPI, settings: Settings, keys: ApiKeys, lifecycle: Lifecycle
+) -> None:
+    """The middleware stack. Outermost last: request context → CORS → shutdown gate →
+    API keys → body limit → HEAD as GET → fast path → routes."""
+    if settings.fast_path:  # innermost: every check above still applies
         app.add_middleware(PredictFastPath)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if keys.enabled:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    # While the server closes (SIGTERM), 503 + Retry-After for everything: inside the
+    # request context (request id, logs, metrics) and CORS, before a key is even looked at.
+    app.add_middleware(ShutdownGate, lifecycle=lifecycle)
     if settings.cors_origins:  # off unless configured
         app.add_middleware(
             CORSMiddleware,
@@ -70,12 +93,40 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Outside the body limit (it drops any body itself), inside the request context (its
-    # 503s carry a request id and are logged and counted like any other answer).
-    app.add_middleware(ShutdownGate, lifecycle=lifecycle)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=_route_paths(app))
-    return app
+    if keys.enabled:
+        declare_api_keys(app)
+    app.state.routes = _route_paths(app)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, routes=app.state.routes)
+
+
+def declare_api_keys(app: FastAPI) -> None:
+    """The OpenAPI schema says which operations need an API key, so /docs can send one."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["ApiKey"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key (SENTIMENT_API_KEYS / SENTIMENT_API_KEYS_FILE)",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if not is_open(path):
+                for operation in operations.values():
+                    operation.setdefault("security", [{"ApiKey": []}])
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("sentiment-lstm-service")
+    except metadata.PackageNotFoundError:  # (run from a source tree that is not installed)
+        return "0+unknown"
 
 
 def _route_paths(app: FastAPI) -> set[str]:

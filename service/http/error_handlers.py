@@ -36,6 +36,7 @@ def error_response(
         {"field": _printable(d["field"]), "message": _printable(d["message"])}
         for d in details or []
     ]
+    request.scope.setdefault("state", {})["error"] = code  # for the access line
     body = {
         "error": {"code": code, "message": _printable(message), "details": details},
         "request_id": request.scope.get("state", {}).get("request_id"),
@@ -75,6 +76,58 @@ def _field_name(loc: tuple) -> str | None:
     return name
 
 
+def _body_schema(request: Request) -> type | None:
+    """The pydantic model of the matched route's JSON body, if it has one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    return getattr(getattr(field, "field_info", None), "annotation", None)
+
+
+def _detail(err: dict, schema: type | None) -> dict:
+    """One validation error as {field, message}, in words that say what to send."""
+    kind, loc = err.get("type"), tuple(err.get("loc", ()))
+    example = getattr(schema, "EXAMPLE", '{"text": "..."}')
+    if kind == "json_invalid":
+        error = err.get("ctx", {}).get("error", err["msg"])
+        return {"field": None, "message": f"body is not valid JSON: {error}"}
+    if kind == "missing" and loc in (("body",), ()):
+        return {"field": "body", "message": f"the body is empty: send a JSON object like {example}"}
+    if kind in ("model_type", "model_attributes_type", "dict_type") and len(loc) <= 1:
+        got = _json_kind(err.get("input"))
+        return {
+            "field": "body",
+            "message": f"the body must be a JSON object like {example}, not {got}",
+        }
+    if kind == "extra_forbidden":
+        expected = getattr(schema, "FIELDS_HELP", "")
+        message = f"unknown field {loc[-1]!r}" + (f"; {expected}" if expected else "")
+        return {"field": _field_name(loc), "message": message}
+    return {"field": _field_name(loc), "message": err["msg"].removeprefix("Value error, ")}
+
+
+def _summary(detail: dict) -> str:
+    field, message = detail["field"], detail["message"]
+    if not field or field == "body" or repr(field) in message:  # the message names it
+        return message
+    return f"{field}: {message}"
+
+
+def _not_found(request: Request) -> str:
+    """404's words: the path asked for, and the route meant when only a slash differs."""
+    path = request.url.path
+    message = f"no route {request.method} {path}"
+    paths = {getattr(r, "path", None) for r in request.app.router.routes}
+    for route in getattr(request.app.state, "routes", ()):  # (FastAPI includes lazily)
+        paths.add(route)
+    if path != "/" and path.rstrip("/") in paths:
+        message += f"; did you mean {path.rstrip('/')}?"
+    return message
+
+
+def _json_kind(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, int | float) else "that")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
@@ -83,22 +136,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
-        details = []
-        for err in errors[:MAX_ERROR_DETAILS]:
-            loc = tuple(err.get("loc", ()))
-            if err.get("type") == "json_invalid":
-                details.append(
-                    {
-                        "field": None,
-                        "message": f"body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}",
-                    }
-                )
-                continue
-            message = err["msg"].removeprefix("Value error, ")
-            details.append({"field": _field_name(loc), "message": message})
-        summary = "; ".join(
-            f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details
-        )
+        schema = _body_schema(request)
+        details = [_detail(err, schema) for err in errors[:MAX_ERROR_DETAILS]]
+        summary = "; ".join(map(_summary, details))
         if len(errors) > MAX_ERROR_DETAILS:
             summary += f"; and {len(errors) - MAX_ERROR_DETAILS} more errors"
         return error_response(request, 422, "invalid_input", summary or "invalid request", details)
@@ -113,7 +153,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return error_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+        message = _not_found(request) if exc.status_code == 404 else str(exc.detail)
+        return error_response(request, exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -43,7 +43,7 @@ class PredictFastPath:
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
-            content = await predict_json(scope["app"].state, texts, request.model)
+            content = await predict_json(scope["app"].state, texts, request.model, scope["state"])
         except ServiceError as exc:
             response = service_error_response(Request(scope), exc)
             return await response(scope, receive, send)

@@ -203,17 +203,7 @@ class RequestContextMiddleware:
             route = self._route_label(scope)
             self.metrics.request_done(route, status, seconds)
             if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    extra={
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "path": route,
-                        "status": status,
-                        "ms": round(seconds * 1000, 2),
-                        "texts": scope["state"].get("texts"),
-                    },
-                )
+                _access_line(scope, route, status, seconds, request_id)
 
     def _route_label(self, scope: Scope) -> str:
         # The router records the matched route in the scope; with FastAPI >= 0.16x an
@@ -223,3 +213,32 @@ class RequestContextMiddleware:
         if isinstance(path, str) and path:
             return path
         return scope["path"] if scope["path"] in self.routes else "other"
+
+
+_IN_MESSAGE = ("method", "path", "status", "ms")
+
+
+def _access_line(scope: Scope, route: str, status: int, seconds: float, request_id: str) -> None:
+    """One line per request: what was asked, the answer, and who and what served it."""
+    state = scope["state"]
+    ms = round(seconds * 1000, 2)
+    log.info(
+        "%s %s %d %.1f ms",
+        scope["method"],
+        route,
+        status,
+        ms,
+        extra={
+            "method": scope["method"],
+            "path": route,
+            "status": status,
+            "ms": ms,
+            "error": state.get("error"),
+            "model": state.get("model"),
+            "version": state.get("version"),
+            "texts": state.get("texts"),
+            "key": state.get("key_id"),
+            "request_id": request_id,
+            "shown_in_message": _IN_MESSAGE,
+        },
+    )

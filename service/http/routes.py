@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from service import pipeline
 from service.errors import (
     BundleError,
     InvalidInput,
-    NotFound,
-    Unauthorized,
     UnsupportedMediaType,
 )
+from service.http.admin_auth import AuthFirstRoute, require_admin
 from service.http.schemas import (
     ActivateModelRequest,
     ErrorResponse,
@@ -114,7 +111,9 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     # dependency solving and response re-validation cost more than encoding a review).
     texts = pipeline.validated_texts(body, request.app.state.settings)
     request.scope["state"]["texts"] = len(texts)
-    content = await pipeline.predict_json(request.app.state, texts, body.model)
+    content = await pipeline.predict_json(
+        request.app.state, texts, body.model, request.scope["state"]
+    )
     return Response(content, media_type="application/json")
 
 
@@ -132,6 +131,8 @@ async def tokenize(
     texts = pipeline.validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
     runtime = registry.current(body.model)
+    request.scope["state"]["model"] = runtime.bundle.name
+    request.scope["state"]["version"] = runtime.bundle.version
     runtime.acquire()  # one version's encoder, even during a swap
     try:
         encoded = await pipeline.tokenize(runtime, texts)
@@ -153,7 +154,9 @@ async def tokenize(
     )
 
 
-@router.get("/health/live", response_model=HealthResponse, tags=["health"])
+@router.get(
+    "/health/live", response_model=HealthResponse, response_model_exclude_none=True, tags=["health"]
+)
 async def live() -> HealthResponse:
     """The process is up and serving HTTP."""
     return HealthResponse(status="ok")
@@ -208,32 +211,6 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
-
-
-async def require_admin(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
-) -> None:
-    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not token:
-        raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized()
-
-
-class AuthFirstRoute(APIRoute):
-    """Checks the admin token before FastAPI reads and validates the body: a caller
-    without the token learns nothing about what the body should hold (401, not 422)."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def checked(request: Request) -> Response:
-            settings = request.app.state.settings
-            await require_admin(settings, request.headers.get("authorization"))
-            return await handler(request)
-
-        return checked
 
 
 async def activate_model(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
@@ -22,6 +22,13 @@ def _refuse_many_keys(model: type[BaseModel], data: Any) -> Any:
 
 class TextsRequest(BaseModel):
     """Exactly one of ``text`` (one string) or ``texts`` (a list of strings)."""
+
+    # For error messages: what a body looks like, and which fields it takes.
+    EXAMPLE: ClassVar[str] = '{"text": "..."}'
+    FIELDS_HELP: ClassVar[str] = (
+        "expected 'text' (a string) or 'texts' (a list of strings), and optionally "
+        "'model' (a name from GET /models)"
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -65,7 +72,14 @@ class PredictRequest(TextsRequest):
 
 
 class TokenizeRequest(TextsRequest):
-    pass
+    text: StrictStr | None = Field(None, description="One text to tokenize")
+    texts: Annotated[list[StrictStr], Field(fail_fast=True)] | None = Field(
+        None, description="Several texts to tokenize, answered in order"
+    )
+    model: StrictStr | None = Field(
+        None,
+        description="Whose tokenizer: a served model's name (GET /models); default: the default model",
+    )
 
 
 class ModelRef(BaseModel):
@@ -172,6 +186,11 @@ class ModelsResponse(BaseModel):
 
 
 class ActivateModelRequest(BaseModel):
+    EXAMPLE: ClassVar[str] = '{"version": "..."}'
+    FIELDS_HELP: ClassVar[str] = (
+        "expected 'version' (a version directory) or 'path' (a bundle directory), and "
+        "optionally 'model'"
+    )
     model_config = ConfigDict(extra="forbid")
     model: StrictStr | None = Field(None, description="which served model; default: the default")
     version: StrictStr | None = Field(None, description="a version directory of that model")

@@ -89,6 +89,18 @@ UNSAFE_MODULES = {
     "torch", "tensorflow", "keras", "h5py", "yaml",
 }  # fmt: skip
 UNSAFE_CALLS = {"np.load", "numpy.load", "eval", "exec", "__import__"}
+# PyYAML builds no Python object through these (service/ray_serve reads its serve.yaml):
+# ``import yaml`` passes where every use of the module is one of them.
+SAFE_YAML = {"yaml.safe_load", "yaml.safe_dump", "yaml.YAMLError"}
+
+
+def only_safe_yaml(tree: ast.AST) -> bool:
+    uses = [
+        dotted(n)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "yaml"
+    ]
+    return all(use in SAFE_YAML for use in uses)
 
 
 def dotted(node: ast.AST) -> str:
@@ -104,9 +116,12 @@ def test_service_code_imports_and_calls_nothing_that_unpickles():
     files = sorted(SERVICE_DIR.rglob("*.py")) + sorted(CORE_DIR.rglob("*.py"))
     assert len(files) >= 20, files
     for file in files:
-        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        tree = ast.parse(file.read_text(), str(file))
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
+                if names == ["yaml"] and node.names[0].asname is None and only_safe_yaml(tree):
+                    names = []
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             else:

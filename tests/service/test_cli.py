@@ -154,9 +154,10 @@ def test_server_serves_and_logs_json_lines(server, manifest):
     lines = [json.loads(line) for line in server.output().splitlines() if "cli-test-1" in line]
     assert lines, server.output()
     access = lines[0]
-    assert access["msg"] == "request"
+    assert access["logger"] == "access" and access["msg"].startswith("POST /predict 200 ")
     assert (access["path"], access["status"], access["texts"]) == ("/predict", 200, 2)
-    assert access["method"] == "POST"
+    assert access["method"] == "POST" and access["ms"] > 0
+    assert (access["model"], access["version"]) == (manifest["name"], manifest["version"])
 
 
 def test_declared_oversized_body_gets_413_before_it_is_sent(server):

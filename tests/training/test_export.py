@@ -49,3 +49,32 @@ def test_score_does_not_depend_on_padding_or_batch(tmp_path):
     together = onnx_scores(path, seqs, batch_size=50)
     alone = np.array([onnx_scores(path, [s], batch_size=1)[0] for s in seqs])
     assert np.max(np.abs(together - alone)) <= 1e-6
+
+
+@pytest.mark.parametrize("outputs", [2, 3])
+def test_a_softmax_head_keeps_the_fused_node_and_matches_keras(tmp_path, outputs):
+    cfg = ModelConfig(500, 8, 6, "lstm", True, pooling="last+mean+max", outputs=outputs)
+    model = build_model(cfg)
+    path = tmp_path / "model.onnx"
+    ops = export_onnx(model, cfg, path)
+    assert ops.get("LSTM") == 1 and "Loop" not in ops
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == ["probabilities"]
+    sequences = random_sequences(300, 500, 50)
+    rows = onnx_scores(path, sequences)
+    assert rows.shape == (300, outputs)
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)
+    report = verify_parity(model, path, sequences)  # argmax labels must agree too
+    assert report["max_abs_diff"] <= 1e-5 and report["label_mismatches"] == 0
+
+
+def test_int8_variant_is_written_and_stays_close(tmp_path):
+    from training.export import quantize_int8
+
+    cfg = ModelConfig(500, 16, 8, "lstm", True, pooling="last+mean+max", outputs=3)
+    path, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    export_onnx(build_model(cfg), cfg, path)
+    quantize_int8(path, int8)
+    sequences = random_sequences(100, 500, 40)
+    assert int8.stat().st_size < path.stat().st_size
+    assert np.max(np.abs(onnx_scores(int8, sequences) - onnx_scores(path, sequences))) < 0.05

@@ -144,6 +144,18 @@ def test_csv_to_parquet_and_parquet_to_jsonl(tmp_path, bundle, manifest):
     check_scores([json.loads(x) for x in out.read_text().splitlines()], bundle, TEXTS, manifest)
 
 
+def test_many_rows_of_every_length_keep_their_order(tmp_path, bundle, manifest):
+    """More rows than the first call's head start, of very different lengths: every row
+    still gets its own text's score, in input order."""
+    texts = [f"{TEXTS[k % len(TEXTS)]} {'and then more ' * (k % 37)}#{k}" for k in range(700)]
+    src = write_csv(tmp_path / "in.csv", ["text"], [[t] for t in texts])
+    out = tmp_path / "out.csv"
+    assert score(tmp_path, str(src), "-o", str(out)) == 0
+    records = read_csv(out)
+    assert [r["row"] for r in records] == [str(k) for k in range(1, 701)]
+    check_scores(records, bundle, texts, manifest)
+
+
 def test_the_model_by_name_or_directory(tmp_path, bundle_dir, manifest):
     src = write_csv(tmp_path / "in.csv", ["text"], [["a fine film"]])
     for model in (BINARY_MODEL, str(bundle_dir)):
@@ -188,7 +200,11 @@ def test_bad_csv_rows_get_an_error_and_the_run_goes_on(tmp_path, monkeypatch, bu
         "short-row": "missing text",
         "bad-utf8": "text is not valid UTF-8 (byte 0xe9 at character 3)",
         "too-long": "text has 101 characters; the limit is 100",
-        "control": "text contains control characters (NUL or other C0 codes besides tab and newline)",
+        "control": (
+            "text contains control characters (U+0001 at character 1): NUL, ESC, DEL and the "
+            "other C0 codes are refused; tab, newline, carriage return, vertical tab and form "
+            "feed are accepted"
+        ),
     }
     for bad in errors:
         assert records[bad]["label"] == records[bad]["p_positive"] == records[bad]["model"] == ""

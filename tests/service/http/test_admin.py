@@ -118,7 +118,7 @@ async def test_activate_by_version_under_the_models_root(bundle_dir, manifest, t
         ({}, "exactly one of"),
         ({"version": "x", "path": "/tmp"}, "exactly one of"),
         ({"path": 5}, "string"),
-        ({"version": "x", "force": True}, "not permitted"),
+        ({"version": "x", "force": True}, "unknown field 'force'"),
     ],
 )
 async def test_activate_bad_requests_are_422(bundle_dir, manifest, body, says):

@@ -1,0 +1,56 @@
+"""The admin API's bearer token (SENTIMENT_ADMIN_TOKEN): off (404) while unset, checked in
+constant time, and checked before the body is read so a caller without it learns nothing."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import NotFound, Unauthorized
+from service.settings import Settings
+
+ADMIN_TOKEN = HTTPBearer(
+    scheme_name="AdminToken",
+    description="SENTIMENT_ADMIN_TOKEN, for POST /admin/model",
+    auto_error=False,
+)
+
+
+def check_admin(settings: Settings, authorization: str | None) -> None:
+    """404 while the admin API is off; 401 unless ``authorization`` bears its token."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise NotFound("admin API disabled (set SENTIMENT_ADMIN_TOKEN to enable it)")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized(
+            "missing or invalid admin bearer token (Authorization: Bearer <SENTIMENT_ADMIN_TOKEN>)"
+        )
+
+
+async def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_TOKEN)],
+) -> None:
+    """The admin check as a dependency: what declares the bearer scheme in OpenAPI."""
+    given = f"Bearer {credentials.credentials}" if credentials is not None else None
+    check_admin(request.app.state.settings, given)
+
+
+class AuthFirstRoute(APIRoute):
+    """Checks the admin token before FastAPI reads and validates the body: a caller
+    without the token learns nothing about what the body should hold (401, not 422)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            check_admin(request.app.state.settings, request.headers.get("authorization"))
+            return await handler(request)
+
+        return checked

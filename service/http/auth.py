@@ -1,0 +1,140 @@
+"""Optional API keys: every route but health, metrics and the docs needs one when set.
+
+``SENTIMENT_API_KEYS`` (comma-separated) and/or ``SENTIMENT_API_KEYS_FILE`` (one key per
+line, ``#`` comments; re-read when it changes, so keys rotate without a restart). A key is
+sent as ``Authorization: Bearer <key>``, checked before the body is read, compared in
+constant time (against a digest, every key, no early exit). Logs carry a key id (a short
+hash of the key), never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import Unauthorized
+from service.http.error_handlers import service_error_response
+
+log = logging.getLogger("service.auth")
+# Paths anyone may call: probes, metrics scrapes, and pages that hold no data.
+OPEN_PATHS = frozenset(
+    {"/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
+    | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/", "/favicon.ico"}
+)
+OPEN_PREFIXES = ("/static/", "/admin/")  # (the admin API has its own token)
+_RECHECK_FILE_S = 1.0
+
+
+def key_id(key: str) -> str:
+    """What logs show for a key: enough to tell clients apart, useless to an attacker."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class ApiKeys:
+    def __init__(self, keys: list[str], file: Path | None = None):
+        self._given = [k for k in keys if k]
+        self._file = file
+        self._file_state: tuple[float, int] | None = None
+        self._checked_at = 0.0
+        self._digests: dict[bytes, str] = {}
+        self._load()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._given) or self._file is not None
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def describe(self) -> str:
+        """The start-up line: which mode is on."""
+        if not self.enabled:
+            return (
+                "access control off: any client that reaches the port may call the API "
+                "(set SENTIMENT_API_KEYS or SENTIMENT_API_KEYS_FILE to require keys)"
+            )
+        source = " and ".join(
+            name
+            for name, used in (("SENTIMENT_API_KEYS", self._given), ("a file", self._file))
+            if used
+        )
+        return f"access control on: {len(self)} API keys from {source}"
+
+    def identify(self, presented: str) -> str | None:
+        """The key id of ``presented`` if it is a current key, else None."""
+        self._reload_if_changed()
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for known, ident in self._digests.items():  # every key: no early exit
+            if hmac.compare_digest(digest, known):
+                found = ident
+        return found
+
+    def _load(self) -> None:
+        keys = list(self._given) + self._read_file()
+        self._digests = {hashlib.sha256(k.encode()).digest(): key_id(k) for k in keys}
+
+    def _read_file(self) -> list[str]:
+        if self._file is None:
+            return []
+        try:
+            stat = self._file.stat()
+            lines = self._file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:  # keep the keys we had: a rotation may be under way
+            log.error(
+                "cannot read the API keys file", extra={"file": str(self._file), "why": str(exc)}
+            )
+            return []
+        self._file_state = (stat.st_mtime, stat.st_size)
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+    def _reload_if_changed(self) -> None:
+        if self._file is None or time.monotonic() - self._checked_at < _RECHECK_FILE_S:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            stat = self._file.stat()
+        except OSError:
+            return
+        if (stat.st_mtime, stat.st_size) != self._file_state:
+            self._load()
+            log.info("API keys reloaded", extra={"keys": len(self._digests)})
+
+
+class ApiKeyMiddleware:
+    """401 + WWW-Authenticate for a protected path without a current key (before the body)."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys):
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_open(scope["path"]):
+            return await self.app(scope, receive, send)
+        ident = self.keys.identify(_bearer(scope))
+        if ident is None:
+            error = Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+            error.headers["WWW-Authenticate"] = 'Bearer realm="sentiment"'
+            response = service_error_response(Request(scope, receive), error)
+            response.headers["Connection"] = "close"  # the body was not read
+            return await response(scope, receive, send)
+        scope.setdefault("state", {})["key_id"] = ident
+        await self.app(scope, receive, send)
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def _bearer(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""

@@ -1,0 +1,39 @@
+"""bench.bulk reads sentiment-score's own summary line: the two must keep agreeing."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.bulk import SUMMARY, markdown
+from service.bulk.cli import Counts, _summary
+
+
+def test_the_summary_line_is_what_the_bench_parses():
+    args = argparse.Namespace(output="scored.csv")
+    line = _summary(Counts(rows=20_000, bad=3), 4.17, 4.59, args)
+    found = SUMMARY.search(line)
+    assert found, line
+    assert found.groups() == ("20,000", "3", "4.17", "4.59")
+
+
+def test_markdown_states_the_median_ratio_against_the_target():
+    pair = {
+        "order": "d-bulk",
+        "bulk": {"texts_per_s": 4500.0, "process_wall_s": 5.0},
+        "d": {"texts_per_s": 5000.0},
+        "ratio": 0.9,
+        "ratio_end_to_end": 0.8,
+    }
+    text = markdown(
+        {
+            "started": "now",
+            "commit": "abc",
+            "reviews": 20000,
+            "ceiling_config": "1,4,2,8",
+            "pairs": [pair],
+            "median_ratio": 0.9,
+            "median_ratio_end_to_end": 0.8,
+        }
+    )
+    assert "| 1 | d-bulk | 4,500 | 5,000 | 90.0% | 5.00 s | 80.0% |" in text
+    assert "Median ratio: **90.0%** (target 90%)" in text

@@ -1,0 +1,100 @@
+"""Optional API keys: off by default; on, every route but health, metrics and docs needs one."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from service.http.auth import ApiKeys, key_id
+from tests.support.servers import POSITIVE_TEXT, make_settings, serve
+
+KEY, OTHER = "k-0123456789abcdef", "k-fedcba9876543210"
+
+
+def bearer(key: str) -> dict:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def test_off_by_default_and_says_so(caplog):
+    caplog.set_level("INFO", logger="service.auth")
+    async with serve(make_settings()) as (_, client):
+        assert (await client.post("/predict", json={"text": "fine"})).status_code == 200
+        schemes = (await client.get("/openapi.json")).json()["components"]["securitySchemes"]
+        assert set(schemes) == {"AdminToken"}  # (the admin API's own bearer token)
+    assert "access control off" in caplog.text
+
+
+async def test_a_key_is_needed_on_every_route_but_health_metrics_and_docs(caplog):
+    caplog.set_level("INFO")
+    async with serve(make_settings(api_keys=[KEY, OTHER], admin_token="admin-token-123456")) as (
+        _,
+        client,
+    ):
+        for method, path, body in (
+            ("POST", "/predict", {"text": POSITIVE_TEXT}),
+            ("POST", "/tokenize", {"text": "fine"}),
+            ("GET", "/model", None),
+            ("GET", "/models", None),
+        ):
+            refused = await client.request(method, path, json=body)
+            assert refused.status_code == 401, (path, refused.text)
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert refused.json()["error"]["code"] == "unauthorized"
+            wrong = await client.request(method, path, json=body, headers=bearer("nope"))
+            assert wrong.status_code == 401
+            ok = await client.request(method, path, json=body, headers=bearer(OTHER))
+            assert ok.status_code == 200, (path, ok.text)
+        for path in ("/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs"):
+            assert (await client.get(path)).status_code == 200, path
+        # the admin API keeps its own token
+        swap = await client.post(
+            "/admin/model", json={"version": "x"}, headers=bearer("admin-token-123456")
+        )
+        assert swap.status_code == 422  # authorised, then refused for the missing version
+        schema = (await client.get("/openapi.json")).json()
+        assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+        assert schema["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
+        assert "security" not in schema["paths"]["/health/ready"]["get"]
+    assert "access control on: 2 API keys" in caplog.text
+    assert KEY not in caplog.text and OTHER not in caplog.text
+
+
+async def test_the_key_is_checked_before_the_body_is_read(caplog):
+    caplog.set_level("INFO", logger="service.access")
+    async with serve(make_settings(api_keys=[KEY])) as (_, client):
+        # invalid JSON, wrong content type: still 401 first, not 422/415
+        bad = await client.post("/predict", content=b"{not json", headers={"content-type": "x/y"})
+        assert bad.status_code == 401
+        ok = await client.post("/predict", json={"text": "fine"}, headers=bearer(KEY))
+        assert ok.status_code == 200
+    lines = [r for r in caplog.records if r.name == "service.access"]
+    assert any(getattr(r, "key", None) == key_id(KEY) for r in lines)  # a key id, not the key
+    assert KEY not in caplog.text
+
+
+def test_a_keys_file_rotates_without_a_restart(tmp_path, monkeypatch):
+    import service.http.auth as auth
+
+    monkeypatch.setattr(auth, "_RECHECK_FILE_S", 0.0)
+    file = tmp_path / "keys"
+    file.write_text(f"# clients\n{KEY}\n")
+    keys = ApiKeys([], file)
+    assert keys.identify(KEY) == key_id(KEY) and keys.identify(OTHER) is None
+    file.write_text(f"{OTHER}\n")
+    future = time.time() + 5
+    os.utime(file, (future, future))
+    assert keys.identify(OTHER) == key_id(OTHER) and keys.identify(KEY) is None
+    file.unlink()  # a rotation half done: keep the keys we had
+    assert keys.identify(OTHER) == key_id(OTHER)
+
+
+@pytest.mark.parametrize("header", ["", "Basic abc", "Bearer", f"bearer {KEY}x"])
+def test_only_a_bearer_with_a_current_key_identifies(header):
+    from service.http.auth import _bearer
+
+    keys = ApiKeys([KEY])
+    scope = {"headers": [(b"authorization", header.encode())] if header else []}
+    assert keys.identify(_bearer(scope)) is None
+    assert keys.identify(_bearer({"headers": [(b"authorization", f"bearer {KEY}".encode())]}))

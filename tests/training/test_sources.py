@@ -1,0 +1,308 @@
+"""Readers on tiny files the tests write: each corpus format, bad rows, label maps, splits."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training.test_data import _files as imdb_files
+from tests.training.test_data import make_tarball
+from training.sources import (
+    LoadOptions,
+    SourceError,
+    SourceSpec,
+    default_label_map,
+    load_corpus,
+    require_rows,
+)
+from training.sources.base import SourceReport, to_examples, unescape_literals
+from training.sources.corpora import detokenize_ptb
+
+THREE = ("negative", "neutral", "positive")
+
+
+def read(spec: SourceSpec, labels=THREE, **options):
+    """One source through the whole loader; returns (corpus, its report)."""
+    options = {"val_fraction": 0.0, "seed": 0, **options}
+    corpus = load_corpus([spec], LoadOptions(tuple(labels), **options), np.random.default_rng(0))
+    return corpus, corpus.reports[spec.name]
+
+
+def spec(name: str, reader: str, labels=THREE, **fields) -> SourceSpec:
+    if "label_map" not in fields:
+        fields["label_map"], fields["skip_labels"] = default_label_map(reader, labels)
+    return SourceSpec(name=name, reader=reader, **fields)
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def rows(corpus, split="train") -> list[tuple[str, str]]:
+    return [(e.text, e.label) for e in getattr(corpus, split)]
+
+
+# -- CSV / TSV / JSON Lines ------------------------------------------------------------------
+
+
+def test_csv_columns_label_map_and_bad_rows_counted(tmp_path):
+    csv = write(
+        tmp_path / "reviews.csv",
+        b"id,stars,review\n"
+        b'1,5,"Great, really great"\n'
+        b"2,1.0,Awful\n"
+        b"3,3,It is a chair\n"
+        b"4,4,\n"  # empty text
+        b"5,7,Off the scale\n"  # unknown label
+        b"6,2\n"  # too few columns
+        b"7,1,caf\xe9 bad\n"  # not UTF-8
+        b"\n",  # blank line: nothing
+    )
+    stars = {"negative": [1, 2], "neutral": 3, "positive": [4, 5]}
+    mapping = {str(s): label for label, ss in stars.items() for s in np.atleast_1d(ss)}
+    source = spec("shop", "csv", train=(csv,), text="review", label="stars", label_map=mapping)
+    corpus, report = read(source)
+    assert rows(corpus) == [
+        ("Great, really great", "positive"),
+        ("Awful", "negative"),
+        ("It is a chair", "neutral"),
+    ]
+    assert report.read == 7
+    assert report.dropped == Counter(
+        {"empty text": 1, "unknown label '7'": 1, "too few columns": 1, "not utf-8": 1}
+    )
+    assert "dropped:" in report.summary() and "unknown label '7'" in report.summary()
+
+
+def test_tsv_without_header_takes_column_numbers_and_a_group(tmp_path):
+    tsv = write(
+        tmp_path / "a.tsv", "u1\tpositive\tlovely\nu1\tnegative\tdreadful\nu2\tneutral\tok\n"
+    )
+    source = spec("t", "tsv", train=(tsv,), header=False, text=2, label=1, group=0)
+    corpus, _ = read(source)
+    assert rows(corpus) == [("lovely", "positive"), ("dreadful", "negative"), ("ok", "neutral")]
+    assert [e.group for e in corpus.train] == ["t:u1", "t:u1", "t:u2"]
+
+
+def test_missing_file_and_column_are_errors_naming_them(tmp_path):
+    with pytest.raises(SourceError, match=r"nowhere\.csv not found"):
+        read(spec("s", "csv", train=(tmp_path / "nowhere.csv",)))
+    csv = write(tmp_path / "a.csv", "body,label\nnice,positive\n")
+    with pytest.raises(SourceError, match=r"no column 'text' \(its columns: body, label\)"):
+        read(spec("s", "csv", train=(csv,)))
+
+
+def test_jsonl_keys_bad_lines_and_missing_key(tmp_path):
+    lines = [
+        json.dumps({"body": "Fine product", "y": "positive", "user": 1}),
+        "{not json",
+        json.dumps(["a list"]),
+        json.dumps({"body": "Broke at once", "y": "negative", "user": 2}),
+        json.dumps({"body": "no label here", "user": 3}),
+    ]
+    path = write(tmp_path / "a.jsonl", "\n".join(lines) + "\n")
+    source = spec("j", "jsonl", train=(path,), text="body", label="y", group="user")
+    corpus, report = read(source)
+    assert rows(corpus) == [("Fine product", "positive"), ("Broke at once", "negative")]
+    assert report.dropped == Counter(
+        {"not valid JSON": 1, "not a JSON object": 1, "empty label": 1}
+    )
+    with pytest.raises(SourceError, match=r"no key 'text' \(its keys: body, y, user\)"):
+        read(spec("j", "jsonl", train=(path,)))
+
+
+# -- SST, CR, MPQA ---------------------------------------------------------------------------
+
+
+def test_sst5_maps_to_three_classes_and_a_binary_model_leaves_neutral_out(tmp_path):
+    path = write(tmp_path / "fine", "0 vile\n1 weak\n2 a film\n3 good\n4 superb\n9 odd\n")
+    corpus, report = read(spec("sst5", "sst5", train=(path,)))
+    assert [label for _, label in rows(corpus)] == [
+        "negative", "negative", "neutral", "positive", "positive",
+    ]  # fmt: skip
+    assert report.dropped == Counter({"unknown label '9'": 1})
+    binary = ("negative", "positive")
+    corpus, report = read(spec("sst5", "sst5", labels=binary, train=(path,)), labels=binary)
+    assert len(corpus.train) == 4 and report.skipped == Counter({"label 2": 1})
+    assert "unknown label '9'" in report.dropped
+
+
+def test_ptb_tokenisation_is_undone():
+    assert detokenize_ptb("it does n't work -lrb- sadly -rrb- , it 's `` fine ''") == (
+        "it doesn't work ( sadly ) , it's \" fine \""
+    )
+    assert detokenize_ptb("does n 't play ; i 've tried") == "doesn't play ; i've tried"
+    assert detokenize_ptb("ca n't , wo n't") == "can't , won't"
+
+
+def test_cr_and_mpqa_lines(tmp_path):
+    path = write(tmp_path / "custrev.all", "0 the remote does n't work\n1 great sound\n1   \n")
+    corpus, report = read(spec("cr", "cr", train=(path,)))
+    assert rows(corpus) == [("the remote doesn't work", "negative"), ("great sound", "positive")]
+    assert report.dropped == Counter({"empty text": 1})
+
+
+# -- Blitzer ---------------------------------------------------------------------------------
+
+BLITZER = """<review>
+<unique_id>
+a:1
+</unique_id>
+<asin>
+B0001
+</asin>
+<rating>
+{rating}
+</rating>
+<title>
+{title}
+</title>
+<review_text>
+{text}
+</review_text>
+</review>
+"""
+
+
+def test_blitzer_pseudo_xml_latin1_ampersands_and_groups(tmp_path):
+    domain = tmp_path / "kitchen"
+    domain.mkdir()
+    positive = BLITZER.format(rating="5.0", title="Love it", text="Pots & pans &amp; caf\xe9")
+    negative = BLITZER.format(rating="1.0", title="", text="Broke\x07 in a week")
+    write(domain / "positive.review", ("<reviews>\n" + positive).encode("latin-1"))
+    write(domain / "negative.review", (negative + negative.replace("B0001", "B0002")).encode())
+    corpus, report = read(spec("blitzer", "blitzer", test=(domain,), encoding="latin-1"))
+    assert rows(corpus, "test") == [
+        ("Love it\nPots & pans & café", "positive"),
+        ("Broke  in a week", "negative"),
+        ("Broke  in a week", "negative"),
+    ]
+    assert [e.group for e in corpus.test] == ["kitchen:B0001", "kitchen:B0001", "kitchen:B0002"]
+    assert report.read == 3 and not report.dropped
+
+
+def test_blitzer_missing_domain_names_it(tmp_path):
+    with pytest.raises(SourceError, match=r"books.*not found"):
+        read(spec("blitzer", "blitzer", train=(tmp_path / "books",)))
+
+
+# -- SemEval ---------------------------------------------------------------------------------
+
+
+def test_semeval_dedup_conflicts_unescaping_and_the_extra_column(tmp_path):
+    train = write(
+        tmp_path / "2013train.tsv",
+        "1\tpositive\tIt\\u2019s great\\u002c really\n"
+        "2\tnegative\tbad &amp; worse\n"
+        "3\tneutral\tsame id, other label\n"
+        "4\tneutral\ton both sides\n"
+        "4\tneutral\ton both sides\n"
+        '5\tpositive\t"\\""""Quoted\\"""" fun"\n'
+        "6\tpositive\n",
+    )
+    test = write(
+        tmp_path / "2016test.tsv",
+        "3\tpositive\tsame id, other label\t\n4\tneutral\ton both sides\t\n7\tnegative\tugh &lt;3\t\n",
+    )
+    corpus, report = read(spec("semeval", "semeval", train=(train,), test=(test,)))
+    assert rows(corpus) == [
+        ("It’s great, really", "positive"),
+        ("bad & worse", "negative"),
+        ('"Quoted" fun', "positive"),
+    ]
+    assert rows(corpus, "test") == [("on both sides", "neutral"), ("ugh <3", "negative")]
+    assert report.dropped == Counter(
+        {"tweet id with conflicting labels": 2, "repeated tweet id": 2, "too few columns": 1}
+    )
+    assert report.read == 10 and [e.group for e in corpus.test] == ["tweet:4", "tweet:7"]
+
+
+def test_unescape_literals():
+    assert unescape_literals("\\ud83d\\ude00 \\u00e9t\\u00e9") == "😀 été"
+    assert unescape_literals("a &amp; b &quot;c&quot; & d") == 'a & b "c" & d'
+
+
+# -- IMDB, splits, sampling, the test-overlap guard ---------------------------------------------
+
+
+def test_imdb_groups_by_movie_and_keeps_its_test_split(tmp_path):
+    archive = make_tarball(tmp_path / "imdb.tar.gz", imdb_files())
+    source = spec("imdb", "imdb", path=archive)
+    corpus, report = read(source, labels=("negative", "positive"), val_fraction=0.3)
+    assert {e.group for e in corpus.train}.isdisjoint({e.group for e in corpus.validation})
+    assert corpus.validation and len(corpus.train) + len(corpus.validation) == 4
+    assert len(corpus.test) == 2 and report.kept["test"] == 2
+    assert {e.group for e in corpus.test} == {"tt0000009"}
+
+
+def test_validation_is_held_out_by_group(tmp_path):
+    lines = "".join(f"g{i % 10}\tpositive\ttext {i}\n" for i in range(200))
+    path = write(tmp_path / "a.tsv", lines)
+    source = spec("t", "tsv", train=(path,), header=False, text=2, label=1, group=0)
+    corpus, _ = read(source, val_fraction=0.2)
+    held = {e.group for e in corpus.validation}
+    assert held and held.isdisjoint({e.group for e in corpus.train})
+    assert len(corpus.validation) == 40  # two of the ten groups, 20 rows each
+
+
+def test_sample_rate_weight_limit_and_test_overlap(tmp_path):
+    train = write(
+        tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},positive\n" for i in range(10))
+    )
+    test = write(tmp_path / "test.csv", "text,label\nT3,positive\n")
+    half = spec("s", "csv", train=(train,), test=(test,), sample=0.5)
+    assert len(read(half)[0].train) == 5
+    twice = spec("s", "csv", train=(train,), sample=2.5)
+    assert len(read(twice)[0].train) == 25
+    corpus, report = read(spec("s", "csv", train=(train,), test=(test,)), drop_test_overlap=True)
+    assert "t3" not in {e.text for e in corpus.train} and len(corpus.train) == 9
+    assert report.dropped == Counter({"text also in a test split (train)": 1})
+    limited, _ = read(spec("s", "csv", train=(train,)), limit=4)
+    assert len(limited.train) == 4
+
+
+def test_no_training_rows_is_an_error_with_the_counts(tmp_path):
+    path = write(tmp_path / "a.csv", "text,label\n,positive\nx,maybe\n")
+    corpus, _ = read(spec("s", "csv", train=(path,)))
+    with pytest.raises(SourceError, match=r"no train rows: s: 2 rows read.*1 empty text"):
+        require_rows(corpus)
+
+
+def test_rows_keep_their_split_and_source():
+    report = SourceReport("x")
+    source = spec("x", "csv")
+    from training.sources.base import RawRow
+
+    out = list(to_examples(source, [RawRow(" hi\x00there ", "positive", "", "test")], report))
+    assert out[0].text == "hi there" and out[0].split == "test" and out[0].source == "x"
+    assert out[0].group == "text:hi there"
+
+
+def test_class_weights_pooled_and_per_source():
+    from training.sources.base import Example
+    from training.sources.splits import class_weights
+
+    def rows(source, counts):
+        return [
+            Example("t", label, source, "", "train")
+            for label, n in counts.items()
+            for _ in range(n)
+        ]
+
+    examples = rows("tweets", {"negative": 1, "neutral": 2, "positive": 1}) + rows(
+        "reviews", {"negative": 2, "positive": 2}
+    )
+    weights = {"tweets": 1.0, "reviews": 1.0}
+    assert class_weights(examples, THREE, weights, "none")["tweets"] == dict.fromkeys(THREE, 1.0)
+    pooled = class_weights(examples, THREE, weights, "balanced")
+    assert pooled["tweets"] == pooled["reviews"] == {
+        "negative": 8 / 9, "neutral": 8 / 6, "positive": 8 / 9,
+    }  # fmt: skip
+    per_source = class_weights(examples, THREE, weights, "balanced-per-source")
+    assert per_source["tweets"] == {"negative": 4 / 3, "neutral": 4 / 6, "positive": 4 / 3}
+    assert per_source["reviews"] == {"negative": 1.0, "positive": 1.0}  # no neutral to lean to

@@ -1,0 +1,144 @@
+"""End to end on a small three-class CSV made here: config → train → bundle → served.
+
+The words are clearly separable (praise, complaints, plain facts), so one small model learns
+them in a few epochs; what is checked is the path, not the model's quality.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from service.model.loader import load_bundle
+from tests.support.servers import make_settings, serve
+from training.train import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.train]
+
+WORDS = {
+    "positive": ["wonderful", "excellent", "superb", "delightful", "brilliant", "loved"],
+    "negative": ["awful", "terrible", "horrible", "dreadful", "boring", "hated"],
+    "neutral": ["tuesday", "address", "schedule", "located", "meeting", "document"],
+}
+FILLER = ["the", "a", "it", "was", "this", "and", "is", "of", "our", "new"]
+STARS = {"negative": [1, 2], "neutral": [3], "positive": [4, 5]}
+OBVIOUS = {
+    "positive": "wonderful superb and excellent, I loved it",
+    "negative": "awful, terrible and boring, I hated it",
+    "neutral": "the meeting schedule is located at the address",
+}
+
+
+def write_csv(path, n: int, rng: random.Random) -> None:
+    """A ``stars`` column (1-5) the config maps to three classes, and a user id group."""
+    lines = ["user,stars,review"]
+    for i in range(n):
+        label = ["negative", "neutral", "positive"][i % 3]
+        words = rng.choices(WORDS[label], k=3) + rng.choices(FILLER, k=rng.randint(2, 6))
+        rng.shuffle(words)
+        lines.append(f'u{i % 40},{rng.choice(STARS[label])},"{" ".join(words)}"')
+    lines.append("u1,9,stars out of range")  # a bad row: counted, not fatal
+    path.write_text("\n".join(lines) + "\n")
+
+
+CONFIG = """
+labels = ["negative", "neutral", "positive"]
+
+[train]
+name = "shop-sentiment"
+epochs = 4
+learning_rate = 0.01
+lr_decay = 1.0
+patience = 2
+vocab_size = 200
+max_length = 40
+units = 16
+embedding_dim = 16
+embedding_dropout = 0.0
+dropout = 0.0
+batch_size = 32
+class_weight = "balanced"
+parity_texts = 200
+
+[[sources]]
+name = "shop"
+reader = "csv"
+train = ["train.csv"]
+test = ["test.csv"]
+text = "review"
+label = "stars"
+group = "user"
+label_map = { negative = [1, 2], neutral = 3, positive = [4, 5] }
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    rng = random.Random(7)
+    write_csv(data / "train.csv", 360, rng)
+    write_csv(data / "test.csv", 90, rng)
+    (data / "shop.toml").write_text(CONFIG)
+    models = data / "models"
+    code = main(
+        ["--config", str(data / "shop.toml"), "--models-dir", str(models), "--version", "t1"]
+    )
+    assert code == 0
+    return models / "shop-sentiment" / "t1"
+
+
+def test_bundle_is_a_format_2_softmax_bundle(bundle_dir):
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    assert m["format_version"] == 2 and m["labels"] == ["negative", "neutral", "positive"]
+    assert m["output"]["kind"] == "softmax" and m["decision"] == {"rule": "argmax"}
+    for ref in m["reference"]:
+        assert len(ref["probabilities"]) == 3 and sum(ref["probabilities"]) == pytest.approx(
+            1, abs=1e-5
+        )
+    for name in (
+        "train_config.toml",
+        "confusion.png",
+        "curves.png",
+        "MODEL_CARD.md",
+        "metrics.json",
+    ):
+        assert name in m["files"], name
+    assert m["hyperparameters"]["labels"] == m["labels"]
+    assert not list(bundle_dir.parent.glob("*.partial"))
+
+
+def test_parity_fused_graph_and_figures(bundle_dir):
+    m = json.loads((bundle_dir / "manifest.json").read_text())["metrics"]
+    assert m["parity"]["texts"] >= 200 and m["parity"]["max_abs_diff"] <= 1e-5
+    assert m["parity"]["label_mismatches"] == 0 and m["fused_recurrent_node"] is True
+    shop = m["sources"]["shop"]
+    assert shop["test"]["n"] == 90 and shop["test"]["accuracy"] >= 0.9
+    assert set(shop["baseline"]) >= {"accuracy", "macro_f1", "average_recall"}
+    full = json.loads((bundle_dir / "metrics.json").read_text())
+    assert full["data"]["shop"]["dropped"] == {"unknown label '9'": 2}  # one per file
+    test = full["sources"]["shop"]["test"]
+    assert set(test["recall"]) == {"negative", "neutral", "positive"}
+    assert np.sum(test["confusion"]["matrix"]) == 90
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "| shop |" in card and "confusion.png" in card and "1 epochs" not in card
+
+
+def test_the_service_loads_it_and_answers_with_probabilities(bundle_dir):
+    bundle = load_bundle(bundle_dir)  # hashes and the reference self-check
+    assert bundle.labels == ["negative", "neutral", "positive"]
+
+
+async def test_served_predictions_are_right_on_obvious_texts(bundle_dir):
+    async with serve(make_settings(model_dir=bundle_dir)) as (_, client):
+        response = await client.post("/predict", json={"texts": list(OBVIOUS.values())})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == list(OBVIOUS)
+    for p in predictions:
+        assert set(p["probabilities"]) == {"negative", "neutral", "positive"}
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)

@@ -1,0 +1,176 @@
+"""MODEL_CARD.md: what the model is, what it learned from, and its figures per source,
+the classical baseline's beside them, with the training curves and confusion matrices."""
+
+from __future__ import annotations
+
+from training.progress import plural
+
+
+def model_card(manifest: dict, metrics: dict) -> str:
+    hp = manifest["hyperparameters"]
+    return "\n".join(
+        [
+            f"# Model card: {manifest['name']} {manifest['version']}",
+            "",
+            _what_it_answers(manifest),
+            "",
+            "## Model",
+            _architecture(hp, manifest),
+            "",
+            "## Data",
+            _data_table(hp, metrics),
+            "",
+            "## Figures",
+            "Test splits scored once, at the end, through onnxruntime and the shared tokenizer "
+            "(the service's path). Baseline: TF-IDF (word 1-2 grams) + logistic regression on "
+            "the same training rows. Macro-F1 and average recall are over the labels a source "
+            "has; polar accuracy: a polar-only set scored by a model that can say neutral "
+            "(neutral counts as wrong).",
+            "",
+            _figures_table(metrics),
+            "",
+            *_other_figures(metrics),
+            "",
+            "![training curves](curves.png)",
+            "",
+            "![test confusion matrices](confusion.png)",
+            "",
+            "## Intended use and limits",
+            _limits(hp, manifest),
+            "",
+        ]
+    )
+
+
+def _what_it_answers(manifest: dict) -> str:
+    labels = manifest["labels"]
+    if manifest["decision"]["rule"] == "threshold":
+        return (
+            f"Binary sentiment classifier: `score` = P({labels[1]}); label `{labels[1]}` when "
+            f"score ≥ {manifest['decision']['threshold']}, else `{labels[0]}`."
+        )
+    return (
+        f"{len(labels)}-class sentiment classifier ({', '.join(labels)}): one probability per "
+        "label; the label is the most probable one. The API's `score` is "
+        "P(positive) − P(negative), in [−1, 1]."
+    )
+
+
+def _architecture(hp: dict, manifest: dict) -> str:
+    arch = f"{'Bidirectional ' if hp['bidirectional'] else ''}{hp['cell'].upper()}({hp['units']})"
+    if hp.get("pooling", "last") != "last":
+        arch += " → [final states, mean and max over real tokens]"
+    n = len(manifest["labels"])
+    head = (
+        "Dense(1, sigmoid)" if manifest["output"]["kind"] == "sigmoid" else f"Dense({n}, softmax)"
+    )
+    return (
+        f"Embedding({manifest['input']['vocab_size']}, {hp['embedding_dim']}) → {arch} → {head}, "
+        "trained with Keras 3 and exported with tf2onnx (opset 17). Inputs: token ids from "
+        f"`tokenizer.json`, at most {hp['max_length']} tokens ({hp['truncation']} truncation), "
+        "post-padded with 0 and masked."
+    )
+
+
+def _data_table(hp: dict, metrics: dict) -> str:
+    rows = [
+        "| source | reader | train | validation | test | weight | left out (reason: rows) |",
+        "|---|---|--:|--:|--:|--:|---|",
+    ]
+    specs = {s["name"]: s for s in hp.get("sources", [])}
+    for name, report in metrics.get("data", {}).items():
+        spec = specs.get(name, {})
+        kept = report["kept"]
+        left = {**report["dropped"], **report["skipped_labels"]}
+        rows.append(
+            f"| {name} | {spec.get('reader', '')} | {kept.get('train', 0):,} | "
+            f"{kept.get('validation', 0):,} | {kept.get('test', 0):,} | "
+            f"{spec.get('weight', 1.0):g} | {_reasons(left)} |"
+        )
+    split = (
+        f"Validation: {hp['val_fraction']:.0%} of each source's training rows, by group "
+        "(IMDB: movie, SemEval: tweet id, Blitzer: product, others: the text), where a source "
+        "has no validation files; early stopping on the pooled validation loss."
+    )
+    return "\n".join(rows) + "\n\n" + split
+
+
+def _reasons(counts: dict) -> str:
+    return "; ".join(f"{reason}: {n:,}" for reason, n in counts.items()) or "none"
+
+
+def _figures_table(metrics: dict) -> str:
+    rows = [
+        "| test split | n | accuracy | macro-F1 | avg recall | polar acc | ECE "
+        "| baseline acc | baseline macro-F1 | baseline avg recall |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    sources = {name: s for name, s in metrics.get("sources", {}).items() if "test" in s}
+    if len(sources) > 1 and "test" in metrics:
+        sources["**pooled**"] = {"test": metrics["test"], **_pooled_baseline(metrics)}
+    for name, figures in sources.items():
+        lstm, base = figures["test"], figures.get("baseline", {})
+        rows.append(
+            f"| {name} | {lstm['n']:,} | **{lstm['accuracy']:.4f}** | {lstm['macro_f1']:.4f} | "
+            f"{lstm['average_recall']:.4f} | {_maybe(lstm.get('polar_accuracy'))} | "
+            f"{lstm['ece']:.4f} | {_maybe(base.get('accuracy'))} | "
+            f"{_maybe(base.get('macro_f1'))} | {_maybe(base.get('average_recall'))} |"
+        )
+    return "\n".join(rows)
+
+
+def _pooled_baseline(metrics: dict) -> dict:
+    pooled = metrics.get("baseline", {}).get("test")
+    return {"baseline": pooled} if pooled else {}
+
+
+def _maybe(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _other_figures(metrics: dict) -> list[str]:
+    lines = []
+    test = metrics.get("test", {})
+    if test.get("roc_auc") is not None:  # binary models: the figures they always reported
+        cm = test["confusion_matrix"]
+        lines.append(
+            f"- Test (pooled): ROC-AUC {test['roc_auc']:.4f}, F1 {test['f1']:.4f}; confusion "
+            f"tn={cm['tn']} fp={cm['fp']} fn={cm['fn']} tp={cm['tp']}"
+        )
+    if validation := metrics.get("validation"):
+        lines.append(f"- Validation (pooled): accuracy {validation['accuracy']:.4f}")
+    if ood := metrics.get("out_of_domain"):
+        lines.append(
+            f"- Hand-written non-IMDB texts ({ood['n']}: products, restaurants, travel, short "
+            f"sentences, negation; negative/positive): accuracy {ood['accuracy']:.4f}"
+        )
+    if int8 := metrics.get("int8"):
+        verdict = "kept" if int8["kept"] else "discarded"
+        lines.append(
+            f"- int8 variant: validation accuracy {int8['validation_accuracy']:.4f} ({verdict}; "
+            f"gate: within 0.3 points of the float model on validation), test {int8['accuracy']:.4f}"
+        )
+    parity = metrics["parity"]
+    lines.append(
+        f"- ONNX vs Keras on {parity['texts']:,} texts from every source: "
+        f"max |diff| {parity['max_abs_diff']:.2e}, {parity['label_mismatches']} label mismatches"
+    )
+    training = metrics["training"]
+    lines.append(
+        f"- Training: {plural(training['epochs_run'], 'epoch')} (best: epoch "
+        f"{training['best_epoch']}), {training['fit_seconds']:.0f} s fit on CPU"
+    )
+    return lines
+
+
+def _limits(hp: dict, manifest: dict) -> str:
+    neutral = "neutral" in manifest["labels"]
+    return (
+        "English opinion text like the training sources (reviews, short sentences, tweets). "
+        "Domain shift (other domains, sarcasm, other languages) lowers accuracy; labels of "
+        "different corpora mean slightly different things, so read the figures per source. "
+        + ("" if neutral else "There is no neutral class. ")
+        + "Probabilities are calibrated only as far as the ECE above shows, on those sources. "
+        f"Texts longer than {hp['max_length']} tokens are cut ({hp['truncation']}). "
+        "Not for decisions about people."
+    )

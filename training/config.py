@@ -1,0 +1,143 @@
+"""The job's settings: every field is a ``sentiment-train`` flag and a key of a config file.
+
+Precedence: the defaults below < the config file's ``[train]`` table < flags given.
+``--help`` prints each field's help, default and choices, taken from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+CELLS = ("lstm", "gru", "simple_rnn")
+POOLINGS = ("last", "last+mean+max")
+TRUNCATIONS = ("head", "tail", "head+tail")
+HEADS = ("auto", "sigmoid", "softmax")
+CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
+
+
+def _opt(default, help: str, choices: tuple = ()):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class Config:
+    # data
+    config: str = _opt(
+        "",
+        "training config file (TOML): labels, sources, splits; see docs/training.md. Without one: the IMDB model",
+    )
+    data: str = _opt(
+        "",
+        "IMDB archive (.tar.gz) or folder for imdb sources without a path; empty: $SENTIMENT_DATA, else ../shared/data/aclImdb_labeled.tar.gz",
+    )
+    data_dir: str = _opt(
+        "",
+        "folder that relative source paths start from; empty: the config file's data_dir, else the config file's folder",
+    )
+    val_fraction: float = _opt(
+        0.1,
+        "share of each source's training rows held out for validation, by group (IMDB: movie; SemEval: tweet id; Blitzer: product; else: text), where the source has no validation files",
+    )
+    limit: int = _opt(
+        0,
+        "smoke runs: at most this many train, validation and test rows per source, label-balanced (0: all)",
+    )
+    drop_test_overlap: bool = _opt(
+        False, "drop training and validation rows whose text is also in a test split (any source)"
+    )
+    # tokenizer
+    vocab_size: int = _opt(20000, "vocabulary size, built from the training rows only")
+    max_length: int = _opt(
+        800, "tokens per text the model reads; longer texts are cut (97% of IMDB reviews fit 800)"
+    )
+    truncation: str = _opt(
+        "head+tail",
+        "how a long text is cut: keep its head, its tail, or a quarter head and three quarters tail",
+        TRUNCATIONS,
+    )
+    # model
+    cell: str = _opt(
+        "lstm",
+        "recurrent cell (only the LSTM exports to one fused ONNX node, several times faster to serve)",
+        CELLS,
+    )
+    bidirectional: bool = _opt(True, "read the text in both directions")
+    embedding_dim: int = _opt(128, "size of each token's embedding")
+    units: int = _opt(64, "units of the recurrent layer (per direction)")
+    embedding_dropout: float = _opt(0.5, "dropout of whole embedding channels (0: none)")
+    dropout: float = _opt(0.5, "dropout before the output layer (0: none)")
+    pooling: str = _opt(
+        "last+mean+max",
+        "features for the output layer: the final states, or also the mean and max of the per-token outputs",
+        POOLINGS,
+    )
+    head: str = _opt(
+        "auto",
+        "output layer: sigmoid (two labels, P(second label)), softmax (one probability per label); auto: sigmoid for two labels, softmax for more",
+        HEADS,
+    )
+    # optimisation
+    epochs: int = _opt(
+        6, "most epochs; training stops earlier when the validation loss stops improving"
+    )
+    batch_size: int = _opt(64, "texts per training step (batches hold texts of similar lengths)")
+    learning_rate: float = _opt(2e-3, "AdamW's initial learning rate")
+    lr_decay: float = _opt(0.5, "learning rate multiplied by this every epoch (1.0: constant)")
+    weight_decay: float = _opt(1e-4, "AdamW's weight decay")
+    patience: int = _opt(
+        1,
+        "epochs without a lower validation loss before stopping (the best epoch's weights are kept)",
+    )
+    class_weight: str = _opt(
+        "none",
+        "loss weight per label: balanced: every label weighs the same in all the training rows together; balanced-per-source: the same within each source, over the labels it has (e.g. SemEval's few negative tweets)",
+        CLASS_WEIGHTS,
+    )
+    seed: int = _opt(1337, "random seed (splits, subsets, sampling, initialisation, batch order)")
+    # export and bundle
+    parity_texts: int = _opt(
+        2000,
+        "texts per source on which ONNX must match Keras (max |diff| <= 1e-5, same labels), or the job fails",
+    )
+    quantize: bool = _opt(
+        True,
+        "also write an int8 model, kept when within 0.3 accuracy points of the float model on validation",
+    )
+    baseline: bool = _opt(
+        True,
+        "also train the TF-IDF + logistic regression baseline on the same rows and score it on the same test splits",
+    )
+    models_dir: str = _opt("models", "where bundles are written: <models-dir>/<name>/<version>/")
+    name: str = _opt("sentiment-lstm", "model name (a folder under --models-dir)")
+    version: str = _opt(
+        "", "bundle version (a folder name); empty: the UTC time, e.g. 20261122-032328"
+    )
+    promote: bool = _opt(
+        False,
+        "make the new version the one served (writes <models-dir>/<name>/PROMOTED); "
+        "a smoke run (--limit) needs --force too",
+    )
+    force: bool = _opt(False, "with --promote: promote a smoke run (--limit) as well")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --help shows the flags in these groups, in this order (each group's first field).
+GROUP_STARTS = {
+    "config": "data",
+    "vocab_size": "tokenizer",
+    "cell": "model",
+    "epochs": "optimisation",
+    "parity_texts": "export and bundle",
+}
+
+
+def config_fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(Config))
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The field's Python type (annotations are strings under ``from __future__``)."""
+    return {"int": int, "float": float, "bool": bool}.get(str(f.type), str)

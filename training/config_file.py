@@ -1,0 +1,151 @@
+"""The training config file (TOML): the model's labels, its sources, and flag defaults.
+
+    labels = ["negative", "neutral", "positive"]
+    data_dir = "../../shared/data/sentiment-corpora"   # relative paths start here
+
+    [train]                 # any sentiment-train flag (flags given on the command line win)
+    name = "sentiment-general"
+
+    [[sources]]
+    name = "sst5"
+    reader = "sst5"         # imdb, csv, tsv, jsonl, sst2, sst5, cr, mpqa, blitzer, semeval
+    train = ["sst/stsa.fine.train"]
+    validation = ["sst/stsa.fine.dev"]
+    test = ["sst/stsa.fine.test"]
+    label_map = { negative = [0, 1], neutral = 2, positive = [3, 4] }
+
+Every mistake is a ``ConfigError`` naming the key (and the file), before any data loads.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.config import Config, config_fields, field_type
+from training.source_specs import ConfigError, source_spec
+from training.sources import SourceSpec, default_label_map
+
+__all__ = ["ConfigError", "Plan", "default_plan", "load_plan", "read_train_table"]
+
+TOP_KEYS = {"labels", "data_dir", "train", "sources"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to train on: the model's labels and its sources (from a file or the default)."""
+
+    labels: tuple[str, ...]
+    sources: tuple[SourceSpec, ...]
+    text: str = ""  # the config file as written, saved into the bundle
+    data_dir: Path = field(default=Path("."))
+
+
+def default_plan(cfg: Config) -> Plan:
+    """No config file: the binary IMDB model (its archive: --data, $SENTIMENT_DATA, shared)."""
+    labels = ("negative", "positive")
+    label_map, skip = default_label_map("imdb", labels)
+    imdb = SourceSpec(name="imdb", reader="imdb", label_map=label_map, skip_labels=skip)
+    return Plan(labels=labels, sources=(imdb,))
+
+
+def read_document(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def read_train_table(path: str) -> dict:
+    """The ``[train]`` table, checked against the flags: names, types and choices."""
+    document = read_document(path)
+    if unknown := set(document) - TOP_KEYS:
+        raise ConfigError(
+            f"{path}: unknown key {sorted(unknown)[0]!r} (expected {sorted(TOP_KEYS)})"
+        )
+    table = document.get("train", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [train] must be a table of flag values")
+    fields = {f.name: f for f in config_fields() if f.name != "config"}
+    values = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ConfigError(
+                f"{path}: [train] has no setting {key!r} (see sentiment-train --help)"
+            )
+        values[name] = _typed(fields[name], value, f"{path}: [train] {key}")
+    return values
+
+
+def _typed(f, value, where: str):
+    kind = field_type(f)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, found {value!r}")
+    if (choices := f.metadata.get("choices")) and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def load_plan(cfg: Config) -> Plan:
+    """The plan of ``cfg.config``, or the default IMDB plan without one."""
+    if not cfg.config:
+        return default_plan(cfg)
+    document = read_document(cfg.config)
+    labels = _model_labels(document.get("labels"), cfg)
+    data_dir = _data_dir(cfg, document)
+    raw_sources = document.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise ConfigError(f"{cfg.config}: no [[sources]]: name at least one source")
+    sources = [
+        source_spec(raw, i, labels, data_dir, f"{cfg.config}: sources[{i}]")
+        for i, raw in enumerate(raw_sources)
+    ]
+    names = [s.name for s in sources]
+    if duplicate := next((n for n in names if names.count(n) > 1), None):
+        raise ConfigError(f"{cfg.config}: two sources are named {duplicate!r}")
+    text = Path(cfg.config).read_text(encoding="utf-8")
+    return Plan(tuple(labels), tuple(sources), text, data_dir)
+
+
+def _model_labels(labels, cfg: Config) -> list[str]:
+    where = f"{cfg.config}: labels"
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(x, str) and x for x in labels)
+    ):
+        raise ConfigError(f"{where}: give the model's labels, at least two strings, in order")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where}: labels must be distinct")
+    head = resolved_head(cfg.head, len(labels))
+    if head == "sigmoid" and len(labels) != 2:
+        raise ConfigError(f"{where}: a sigmoid head needs exactly two labels (--head softmax)")
+    if head == "softmax" and not {"negative", "positive"} <= set(labels):
+        raise ConfigError(
+            f"{where}: a softmax model's labels must include 'negative' and 'positive' "
+            "(the API's score is P(positive) - P(negative))"
+        )
+    return labels
+
+
+def resolved_head(head: str, n_labels: int) -> str:
+    if head == "auto":
+        return "sigmoid" if n_labels == 2 else "softmax"
+    return head
+
+
+def _data_dir(cfg: Config, document: dict) -> Path:
+    if cfg.data_dir:
+        return Path(cfg.data_dir).resolve()
+    base = Path(cfg.config).resolve().parent
+    given = document.get("data_dir", ".")
+    if not isinstance(given, str):
+        raise ConfigError(f"{cfg.config}: data_dir must be a path (a string)")
+    return (base / given).resolve()

@@ -1,0 +1,113 @@
+"""Encoded rows, their weights, and the Keras fit: length-bucketed batches, AdamW with a
+decaying learning rate, early stopping on the validation loss, a progress bar per epoch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sentiment_core.batching import length_sorted_batches
+from sentiment_core.encoder import TextEncoder, pad_batch
+from training.config import Config
+from training.data import length_bucketed_batches
+from training.model import ModelConfig, build_model
+from training.progress import EpochProgress
+from training.sources import Example
+
+
+@dataclass
+class Rows:
+    """A split's examples, encoded: token ids, label indices, loss weights (None: all 1)."""
+
+    examples: list[Example]
+    ids: list[Sequence[int]]
+    y: np.ndarray
+    weights: np.ndarray | None = None
+
+    def of_source(self, source: str) -> np.ndarray:
+        return np.array([i for i, e in enumerate(self.examples) if e.source == source], dtype=int)
+
+
+def encode_rows(
+    examples: list[Example],
+    encoder: TextEncoder,
+    labels: Sequence[str],
+    weight_of: Callable[[Example], float] | None = None,
+) -> Rows:
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index[e.label] for e in examples], dtype=np.int64)
+    weights = None
+    if weight_of is not None:
+        weights = np.array([weight_of(e) for e in examples], dtype=np.float32)
+        weights = None if np.all(weights == 1.0) else weights
+    return Rows(examples, encoder.encode_ids([e.text for e in examples]), y, weights)
+
+
+def fit_model(
+    model_cfg: ModelConfig,
+    cfg: Config,
+    train: Rows,
+    validation: Rows,
+    rng: np.random.Generator,
+    log: Callable[[str], None],
+):
+    """Train; returns (the model with its best epoch's weights, history, fit seconds)."""
+    model = build_model(model_cfg)
+    steps = -(-len(train.ids) // cfg.batch_size)
+    learning_rate = keras.optimizers.schedules.ExponentialDecay(
+        cfg.learning_rate, decay_steps=steps, decay_rate=cfg.lr_decay
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=learning_rate, weight_decay=cfg.weight_decay, clipnorm=1.0
+        ),
+        loss="binary_crossentropy" if model_cfg.outputs == 1 else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    started = time.monotonic()
+    history = model.fit(
+        _dataset(train, cfg.batch_size, rng, model_cfg.outputs, shuffle=True),
+        validation_data=_dataset(validation, 256, rng, model_cfg.outputs, shuffle=False),
+        epochs=cfg.epochs,
+        shuffle=False,  # our batches are shuffled already (Keras would only warn)
+        verbose=0,  # the progress callback prints instead
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+            ),
+            EpochProgress(cfg.epochs, steps, len(train.ids), log),
+        ],
+    ).history
+    return model, history, time.monotonic() - started
+
+
+def _dataset(rows: Rows, batch_size: int, rng, outputs: int, shuffle: bool) -> tf.data.Dataset:
+    """Batches of similar lengths, padded per batch; (ids, labels[, weights])."""
+    lengths = np.array([len(s) for s in rows.ids])
+    labels = rows.y.astype(np.float32 if outputs == 1 else np.int64)
+    n_batches = -(-len(rows.ids) // batch_size)
+    spec = [
+        tf.TensorSpec((None, None), tf.int32),
+        tf.TensorSpec((None,), tf.float32 if outputs == 1 else tf.int64),
+    ]
+    if rows.weights is not None:
+        spec.append(tf.TensorSpec((None,), tf.float32))
+
+    def batches():
+        order = (
+            length_bucketed_batches(lengths, batch_size, rng)
+            if shuffle
+            else length_sorted_batches(lengths, batch_size)
+        )
+        for idx in order:
+            batch = (pad_batch([rows.ids[i] for i in idx]), labels[idx])
+            yield batch if rows.weights is None else (*batch, rows.weights[idx])
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=tuple(spec))
+    # A known number of batches: Keras then sizes its epochs instead of running out of data.
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
