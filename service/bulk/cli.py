@@ -48,7 +48,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--workers",), {"type": int, "metavar": "N", "help": "inference threads in process (default: one per usable CPU)"}),
     (("--concurrency",), {"type": int, "default": 4, "metavar": "N", "help": "requests in flight with --server (default 4)"}),
     (("--ray",), {"metavar": "ADDRESS", "help": "score on the Ray cluster at ADDRESS (host:port of its head): Ray Data reads the file, an actor pool scores it (needs the 'ray' extra; the file and the models root must be at the same path on every node)"}),
-    (("--ray-actors",), {"type": int, "metavar": "N", "help": "with --ray: at most N scoring actors, 1 CPU each (default: the cluster's CPUs)"}),
+    (("--ray-actors",), {"type": int, "metavar": "N", "help": "with --ray: N scoring actors, 1 CPU each (default: from 1 up to one per CPU of the cluster, as the work queues up)"}),
     (("-q", "--quiet"), {"action": "store_true", "help": "no progress bar, no summary"}),
 ]  # fmt: skip
 

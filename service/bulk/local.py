@@ -61,11 +61,13 @@ class LocalScorer:
         )
         self._started = False
 
-    def submit(self, texts: list[str]) -> Job:
-        """Encode ``texts`` here and queue their length groups on the inference threads."""
+    def submit(self, texts: list[str], first: bool | None = None) -> Job:
+        """Encode ``texts`` here and queue their length groups on the inference threads.
+        ``first``: whether these are the run's first texts (default: the first call's),
+        whose head start groups them apart (``sentiment-score --ray``'s actors say)."""
         job = Job(len(texts), [], [])
         start = 0
-        if not self._started and len(texts) > HEAD_START:
+        if (not self._started if first is None else first) and len(texts) > HEAD_START:
             self._queue(job, texts, 0, HEAD_START)
             start = HEAD_START
         self._started = True

@@ -16,6 +16,7 @@ and JSON Lines are split at ``\\n`` only (a lone ``\\r`` ends no line).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -44,7 +45,9 @@ class Layout:
 class BatchScorer:
     """A Ray Data actor: a batch of input rows in, one scored row per record out."""
 
-    def __init__(self, model: str | None, layout: Layout, env: dict[str, str]):
+    def __init__(
+        self, model: str | None, layout: Layout, env: dict[str, str], first: str | None = None
+    ):
         os.environ.update(env)  # the caller's SENTIMENT_* settings, before Settings()
         from service.bulk.local import LocalScorer
         from service.settings import Settings
@@ -52,10 +55,14 @@ class BatchScorer:
         self.settings = Settings()
         self.scorer = LocalScorer(model, self.settings, workers=1)
         self.layout = layout
+        self.first = first  # fingerprint() of the run's first chunk
 
     def __call__(self, batch: Any) -> Any:
         chunk = self._records(batch) if self.layout.fmt == "jsonl" else self._rows(batch)
-        job = self.scorer.submit(chunk.valid())
+        texts = chunk.valid()
+        # In process, the run's first chunk (and no other) is grouped in two parts (its
+        # head start): the same here, or a few scores would differ in their last bits.
+        job = self.scorer.submit(texts, first=fingerprint(texts) == self.first)
         scored = merged(chunk, self.scorer.result(job), len(self.scorer.labels))
         return to_table(chunk.keys, scored, self.scorer.labels)
 
@@ -83,6 +90,17 @@ class BatchScorer:
             key = json.dumps(record[self.layout.key]) if has_key else None
             chunk.add(key, record.get(self.layout.text), self.settings.max_text_chars, problem)
         return chunk
+
+
+def fingerprint(texts: list[str]) -> str:
+    """Which chunk this is, by content: the driver takes the first chunk's from the
+    in-process reader, each actor its batch's (the valid texts, in order)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return f"{len(texts)}:{digest.hexdigest()}"
 
 
 def _line(raw: str) -> str:

@@ -20,6 +20,7 @@ from service.bulk.ray_data import (
     BatchScorer,
     Layout,
     check_cluster,
+    fingerprint,
     scored_batches,
 )
 from service.bulk.readers import Columns, read_chunks
@@ -50,7 +51,9 @@ def start(
         raise UsageError("--ray reads a file (every node must see it at the same path), not stdin")
     # The in-process reader checks the file (columns, header, first record) and says
     # what the key column is; its rows are then read by Ray Data instead.
-    probe = read_chunks(path, fmt, columns, 1, settings.max_text_chars)
+    # Its first chunk is told to the actors (BatchScorer: the in-process head start).
+    probe = read_chunks(path, fmt, columns, batch_rows, settings.max_text_chars)
+    first = next(probe.chunks, None)
     probe.chunks.close()
     bundle = bundle_dir(model, settings).resolve()  # one version for the whole run
     labels = list(read_manifest(bundle).labels)
@@ -77,10 +80,16 @@ def start(
     rows = rows.repartition(target_num_rows_per_block=batch_rows, strict=True)
     scored = rows.map_batches(
         BatchScorer,
-        fn_constructor_kwargs={"model": str(bundle), "layout": layout, "env": env},
+        fn_constructor_kwargs={
+            "model": str(bundle),
+            "layout": layout,
+            "env": env,
+            "first": fingerprint(first.valid()) if first is not None else None,
+        },
         batch_size=batch_rows,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=1, max_size=pool),
+        # --ray-actors N: N actors from the start; else Ray Data grows the pool from one.
+        compute=ActorPoolStrategy(min_size=actors or 1, max_size=pool),
         num_cpus=ACTOR_CPUS,
     )
     total = probe.total if fmt == "parquet" else None
