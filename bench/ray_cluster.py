@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,17 @@ HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 NODE_CPUS = 4
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
 START_TIMEOUT_S = 120
+WORKER_PORTS = 200  # per node: its worker processes' ports (one each)
+WORKER_PORT_SPAN = (10_000, 32_000)  # below Linux's ephemeral ports (32768-60999)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _children(pid: int) -> list[int]:
@@ -107,7 +120,8 @@ class LocalRayCluster:
     def __init__(self, extra_env: dict[str, str] | None = None, cpus: int = NODE_CPUS):
         # Short: Ray's unix socket paths live under it (108 bytes at most).
         self.root = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
-        self.port = free_port()
+        self._ports: set[int] = set()  # every port given to a node so far
+        self.port = self._free_port()
         self.address = f"{HEAD_IP}:{self.port}"
         self.cpus = cpus
         self.env = {
@@ -132,14 +146,14 @@ class LocalRayCluster:
 
     def _start(self, node: Node, head: bool) -> None:
         ports = {
-            "--node-manager-port": free_port(),
-            "--object-manager-port": free_port(),
-            "--metrics-export-port": free_port(),
-            "--dashboard-agent-listen-port": free_port(),
-            "--dashboard-agent-grpc-port": free_port(),
-            "--runtime-env-agent-port": free_port(),
+            "--node-manager-port": self._free_port(),
+            "--object-manager-port": self._free_port(),
+            "--metrics-export-port": self._free_port(),
+            "--dashboard-agent-listen-port": self._free_port(),
+            "--dashboard-agent-grpc-port": self._free_port(),
+            "--runtime-env-agent-port": self._free_port(),
         }
-        low = free_port()
+        low = self._worker_ports()
         command = [
             str(RAY),
             "start",
@@ -151,7 +165,7 @@ class LocalRayCluster:
             f"--temp-dir={node.temp_dir}",
             "--disable-usage-stats",
             f"--min-worker-port={low}",
-            f"--max-worker-port={low + 200}",
+            f"--max-worker-port={low + WORKER_PORTS}",
             *(f"{k}={v}" for k, v in ports.items()),
         ]
         if head:
@@ -159,7 +173,7 @@ class LocalRayCluster:
                 "--head",
                 f"--port={self.port}",
                 "--include-dashboard=false",
-                f"--ray-client-server-port={free_port()}",
+                f"--ray-client-server-port={self._free_port()}",
             ]
         else:
             command.append(f"--address={self.address}")
@@ -171,6 +185,25 @@ class LocalRayCluster:
         node.processes()
         if done.returncode != 0:
             raise RuntimeError(f"ray start ({node.name}) failed:\n{self.logs()}")
+
+    def _free_port(self) -> int:
+        """A free port (from the kernel's ephemeral range), none given out before."""
+        while (port := free_port()) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
+
+    def _worker_ports(self) -> int:
+        """The first of WORKER_PORTS free ports in a row, below the ephemeral range, so
+        that no other port of the cluster falls inside (Ray refuses to start then) and
+        no outgoing connection takes one."""
+        rng = random.Random()
+        while True:
+            low = rng.randrange(*WORKER_PORT_SPAN)
+            span = range(low, low + WORKER_PORTS + 1)
+            if not self._ports.intersection(span) and all(map(_bindable, span)):
+                self._ports.update(span)
+                return low
 
     def start(self) -> LocalRayCluster:
         try:

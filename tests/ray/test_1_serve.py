@@ -3,7 +3,8 @@
 In order, on one deployment made by ``sentiment-serve --ray``: replicas on both nodes
 answer exactly as the single-process service does (routes, errors, metrics too); one
 replica's process killed under load; a model update rolled across the replicas under
-load; autoscaling up under load and down after, within the configured delays.
+load; autoscaling up under load and down after, within the configured delays; overload
+answered with fast 503s.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -193,3 +196,32 @@ def test_autoscaling_goes_up_under_load_and_down_after(
         f"(downscale_delay_s {downscale_s}); {load.statuses()}; loaded at {loaded:.0f}, "
         f"idle at {idle:.0f}"
     )
+
+
+def test_overload_is_a_fast_503_with_retry_after(
+    base, cluster, models_root, tmp_path, monkeypatch, texts
+):
+    """Past max_ongoing_requests in the replica and max_queued_requests in the proxy, a
+    request gets a 503 with Retry-After at once (serve.yaml's backpressure_config), as
+    from one process's full queue: no wait behind the queue, no other error."""
+    limits = {"num_replicas": 1, "max_ongoing_requests": 2, "max_queued_requests": 2}
+    config = write_config(tmp_path / "serve.yaml", int(base.rsplit(":", 1)[1]), **limits)
+    deploy(monkeypatch, cluster.address, config, models_root)
+    wait_until(lambda: running() == 1 and ready(base), DEPLOY_TIMEOUT_S, "1 replica")
+    long_texts = review_texts([{"text": t} for t in texts], 8, min_chars=1500)
+
+    def one(_: int) -> tuple[int, str | None, float]:
+        started = time.monotonic()
+        status, headers, _body = post(base, "/predict", {"texts": long_texts})
+        retry_after = {k.lower(): v for k, v in headers.items()}.get("retry-after")
+        return status, retry_after, time.monotonic() - started
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(one, range(32)))
+    statuses = Counter(status for status, _, _ in answers)
+    rejected = [(retry, seconds) for status, retry, seconds in answers if status == 503]
+    assert set(statuses) == {200, 503}, statuses
+    assert all(retry is not None for retry, _ in rejected), rejected
+    slowest = max(seconds for _, seconds in rejected)
+    assert slowest < 2.0, f"a 503 took {slowest:.2f} s"
+    print(f"\n[overload] {dict(statuses)}; slowest 503 after {slowest * 1000:.0f} ms")
