@@ -1,13 +1,15 @@
 """The service on Ray Serve against one process, on this machine.
 
-    python -m bench.ray [--duration 10] [--replicas 1,2] [--workloads review-c1,...]
+    python -m bench.ray [--parts serve,hop,bulk] [--duration 10] [--replicas 1,2]
 
-Starts one ``sentiment-serve`` process and measures it, then a local two-node Ray
-cluster (bench/ray_cluster.py) with the service deployed by ``service.ray_serve`` at
-each replica count, then two trivial deployments that isolate one Ray hop (bench/
-ray_echo.py: the proxy to a replica, and a replica to another through a handle). The
-same wrk load and IMDB bodies as ``bench.run``; CPU is every process of the system (for
-Ray: both nodes, GCS, raylets, agents, proxy, controller and replicas).
+``serve``: one ``sentiment-serve`` process, then a local two-node Ray cluster
+(bench/ray_cluster.py) with the service deployed by ``service.ray_serve`` at each replica
+count; each first idle (the CPU it burns doing nothing), then under load. ``hop``: two
+trivial deployments that isolate one Ray hop (bench/ray_echo.py: the proxy to a replica,
+and a replica to another through a handle). The same wrk load and IMDB bodies as
+``bench.run``; CPU is every process of the system (for Ray: both nodes, GCS, raylets,
+agents, proxy, controller and replicas). ``bulk``: ``sentiment-score`` in process against
+``--ray`` (bench/ray_bulk.py).
 
 On one 2-core machine every replica, node and the load generator share the same two
 cores: these figures show what Ray costs, never what it scales to.
@@ -22,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ray_bulk
 from bench.loadgen import have_wrk, run_load
 from bench.procs import PROJECT_ROOT, busy_cpu_seconds, cpu_seconds, free_port, git_commit
 from bench.ray_cluster import LocalRayCluster
@@ -56,8 +59,23 @@ def measure(url: str, pids, kind_path: Path, concurrency: int, texts: int, opts)
     }
 
 
+def idle(name: str, pids, seconds: float) -> dict:
+    """The system's CPU with no load at all: what it costs to keep running."""
+    cpu0, busy0, t0 = cpu_seconds(pids()), busy_cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    row = {
+        "system": name,
+        "workload": "idle",
+        "system_busy_cores": round((cpu_seconds(pids()) - cpu0) / elapsed, 3),
+        "machine_busy_cores": round((busy_cpu_seconds() - busy0) / elapsed, 2),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def run_workloads(name: str, url: str, pids, payloads: dict, opts) -> list[dict]:
-    rows = []
+    rows = [idle(name, pids, opts.idle)]
     for w in by_name(opts.workloads):
         row = {"system": name, "workload": w.name}
         row |= measure(url, pids, payloads[w.kind], w.concurrency, w.texts_per_request, opts)
@@ -151,29 +169,24 @@ def wait_ready(url: str, replicas: int, timeout_s: float = 180) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per run")
-    parser.add_argument("--replicas", default="1,2", help="replica counts to measure")
-    parser.add_argument("--workloads", default="review-c1,review-c64,batch64-c4")
-    parser.add_argument("--reviews", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=RESULTS / "ray.json")
-    opts = parser.parse_args(argv)
-    opts.replicas = [int(n) for n in opts.replicas.split(",")]
-    opts.workloads = opts.workloads.split(",")
-    if not have_wrk():
+    opts = options(argv)
+    if not have_wrk() and {"serve", "hop"} & set(opts.parts):
         raise SystemExit("bench.ray needs wrk (Debian package wrk)")
     bundle = Settings().resolved_model_dir().resolve()
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     payloads = write_payloads(sample_reviews(opts.reviews), work / "payloads")
     started = time.time()
-    rows = one_process(bundle, payloads, work, opts)
+    rows = one_process(bundle, payloads, work, opts) if "serve" in opts.parts else []
     with LocalRayCluster(cpus=4) as cluster:
         from service.ray_serve.deploy import connect
 
         connect(cluster.address)
-        rows += on_ray(cluster, bundle, payloads, opts)
-        rows += hops(cluster, payloads, opts)
+        if "serve" in opts.parts:
+            rows += on_ray(cluster, bundle, payloads, opts)
+        if "hop" in opts.parts:
+            rows += hops(cluster, payloads, opts)
+        if "bulk" in opts.parts:
+            rows += ray_bulk.compare(cluster.address, opts.bulk_reviews, 2, work)
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "commit": git_commit(),
@@ -184,6 +197,24 @@ def main(argv: list[str] | None = None) -> dict:
     opts.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {opts.out}")
     return results
+
+
+def options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="serve,hop,bulk", help="what to measure")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per run")
+    parser.add_argument("--replicas", default="1,2", help="replica counts to measure")
+    parser.add_argument("--workloads", default="review-c1,review-c64,batch64-c4")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
+    parser.add_argument("--reviews", type=int, default=1000)
+    parser.add_argument("--bulk-reviews", type=int, default=20000, help="rows for the bulk part")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ray.json")
+    opts = parser.parse_args(argv)
+    opts.parts = opts.parts.split(",")
+    opts.replicas = [int(n) for n in opts.replicas.split(",")]
+    opts.workloads = opts.workloads.split(",")
+    return opts
 
 
 if __name__ == "__main__":

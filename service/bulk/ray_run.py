@@ -100,16 +100,15 @@ def _read(path: str, fmt: str, layout: Layout) -> Any:
     import pyarrow as pa
     import ray.data
 
-    remote = {"num_cpus": READ_CPUS}
     where = str(Path(path).resolve())
     if fmt == "parquet":
         wanted = [layout.text] + ([layout.key] if layout.key else [])
-        return ray.data.read_parquet(where, columns=wanted, ray_remote_args=remote)
+        return ray.data.read_parquet(where, columns=wanted, num_cpus=READ_CPUS)
     if fmt == "jsonl":
         # Latin-1 maps every byte to one character: the scorer gets the bytes back and
         # decodes them as the in-process reader does (bad UTF-8 makes a bad row).
         return ray.data.read_text(
-            where, encoding="latin-1", drop_empty_lines=False, ray_remote_args=remote
+            where, encoding="latin-1", drop_empty_lines=False, num_cpus=READ_CPUS
         )
     from pyarrow import csv as pacsv
 
@@ -123,5 +122,5 @@ def _read(path: str, fmt: str, layout: Layout) -> Any:
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.binary() for name in wanted}, include_columns=wanted
         ),
-        ray_remote_args=remote,
+        num_cpus=READ_CPUS,
     )
