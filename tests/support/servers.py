@@ -155,6 +155,11 @@ class Server:
             "SVC_TEST_ENTERED": str(self.entered),
             "SENTIMENT_LOG_JSON": "true",
             "SENTIMENT_DRAIN_TIMEOUT_S": "20",
+            # This checkout's code, whichever checkout the venv was installed from in
+            # editable mode (a script's own folder, not the cwd, starts sys.path).
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
             **env,
         }
         if not {"SENTIMENT_MODEL_DIR", "SENTIMENT_MODELS_ROOT", "SENTIMENT_MODELS"} & set(env):
