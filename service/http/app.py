@@ -12,6 +12,7 @@ from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
 from service.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.http.routes import router
+from service.http.routes_explain import router as explain_router
 from service.http.schemas import ErrorResponse
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.metrics = metrics
     app.state.models = registry
     app.include_router(router)
+    app.include_router(explain_router)
     install_error_handlers(app)
     if settings.fast_path:  # innermost: CORS, body limit and request context still apply
         app.add_middleware(PredictFastPath)
@@ -71,4 +73,4 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
 def _route_paths(app: FastAPI) -> set[str]:
     # The router's own list too: requests answered by PredictFastPath never reach routing.
-    return {getattr(r, "path", "") for r in [*app.routes, *router.routes]}
+    return {getattr(r, "path", "") for r in [*app.routes, *router.routes, *explain_router.routes]}

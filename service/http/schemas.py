@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
 _EXAMPLE_TEXT = "A wonderful film: sharp writing, superb acting, and an ending I loved."
 # Beyond this many keys a body is refused with one error instead of one per unknown key:
@@ -61,7 +61,19 @@ class TextsRequest(BaseModel):
 
 
 class PredictRequest(TextsRequest):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"text": _EXAMPLE_TEXT},
+                {"texts": [_EXAMPLE_TEXT, "Dull, predictable and far too long."]},
+                {"text": "The food was excellent. The service was terrible.", "sentences": True},
+            ]
+        },
+    )
+
+    sentences: StrictBool = Field(
+        False, description="also score each sentence (offsets in code points; see 'sentences')"
+    )
 
 
 class TokenizeRequest(TextsRequest):
@@ -71,6 +83,14 @@ class TokenizeRequest(TextsRequest):
 class ModelRef(BaseModel):
     name: str
     version: str
+
+
+class SentencePrediction(BaseModel):
+    text: str = Field(description="the sentence exactly as sent: the input's [start:end]")
+    start: int = Field(description="offset into the input text, in Unicode code points")
+    end: int = Field(description="end offset (exclusive), in Unicode code points")
+    label: str
+    probabilities: dict[str, float]
 
 
 class Prediction(BaseModel):
@@ -84,6 +104,46 @@ class Prediction(BaseModel):
     tokens: int = Field(description="number of token ids the model saw")
     truncated: bool
     unknown_tokens: int
+    sentences: list[SentencePrediction] | None = Field(
+        None, description='only with "sentences": true: each sentence, scored on its own'
+    )
+    mixed: bool | None = Field(
+        None,
+        description='only with "sentences": true: confident sentences disagree (one positive '
+        "and one negative, each with probability >= 0.8)",
+    )
+
+
+_SENTENCES_EXAMPLE = {
+    "model": {"name": "sentiment-lstm", "version": "20261122-030000"},
+    "predictions": [
+        {
+            "label": "negative",
+            "score": 0.31,
+            "probabilities": {"negative": 0.69, "positive": 0.31},
+            "tokens": 10,
+            "truncated": False,
+            "unknown_tokens": 0,
+            "sentences": [
+                {
+                    "text": "The food was excellent.",
+                    "start": 0,
+                    "end": 23,
+                    "label": "positive",
+                    "probabilities": {"negative": 0.08, "positive": 0.92},
+                },
+                {
+                    "text": "The service was terrible.",
+                    "start": 24,
+                    "end": 49,
+                    "label": "negative",
+                    "probabilities": {"negative": 0.97, "positive": 0.03},
+                },
+            ],
+            "mixed": True,
+        }
+    ],
+}
 
 
 class PredictResponse(BaseModel):
@@ -102,7 +162,8 @@ class PredictResponse(BaseModel):
                             "unknown_tokens": 0,
                         }
                     ],
-                }
+                },
+                _SENTENCES_EXAMPLE,
             ]
         }
     )
