@@ -14,6 +14,7 @@ from service.http.middleware import BodyLimitMiddleware, RequestContextMiddlewar
 from service.http.routes import router
 from service.http.routes_explain import router as explain_router
 from service.http.schemas import ErrorResponse
+from service.http.ui import install_docs, install_page
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.model.registry import ModelRegistry
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         version="1.0",
         summary="LSTM sentiment classifiers served with onnxruntime and dynamic batching.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from the package's own files (ui.py)
+        redoc_url=None,
         # FastAPI's native OpenTelemetry layer looks up the global OTel providers on every
         # request, on the event loop. The service reports through /metrics, request ids
         # and logs; OTel is opt-in.
@@ -56,6 +59,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.models = registry
     app.include_router(router)
     app.include_router(explain_router)
+    install_docs(app)
+    if settings.ui:
+        install_page(app)
     install_error_handlers(app)
     if settings.fast_path:  # innermost: CORS, body limit and request context still apply
         app.add_middleware(PredictFastPath)
