@@ -114,13 +114,13 @@ class Prediction(BaseModel):
     )
 
 
-_SENTENCES_EXAMPLE = {
-    "model": {"name": "sentiment-lstm", "version": "20261122-030000"},
+_SENTENCES_EXAMPLE = {  # the committed model's answer to the request example above
+    "model": {"name": "sentiment-lstm", "version": "20261122-032328"},
     "predictions": [
         {
             "label": "negative",
-            "score": 0.31,
-            "probabilities": {"negative": 0.69, "positive": 0.31},
+            "score": 0.1129,
+            "probabilities": {"negative": 0.8871, "positive": 0.1129},
             "tokens": 10,
             "truncated": False,
             "unknown_tokens": 0,
@@ -130,14 +130,14 @@ _SENTENCES_EXAMPLE = {
                     "start": 0,
                     "end": 23,
                     "label": "positive",
-                    "probabilities": {"negative": 0.08, "positive": 0.92},
+                    "probabilities": {"negative": 0.0859, "positive": 0.9141},
                 },
                 {
                     "text": "The service was terrible.",
                     "start": 24,
                     "end": 49,
                     "label": "negative",
-                    "probabilities": {"negative": 0.97, "positive": 0.03},
+                    "probabilities": {"negative": 0.987, "positive": 0.013},
                 },
             ],
             "mixed": True,

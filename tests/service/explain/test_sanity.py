@@ -62,9 +62,15 @@ def test_largest_weights_fall_on_the_sentiment_words(text, carriers, both):
     (data,) = asyncio.run(explain_all([text]))
     tokens = data["tokens"]
     strongest_for = max(tokens, key=lambda t: t["weight"])
+    strongest_against = min(tokens, key=lambda t: t["weight"])
+    print(
+        f"\n[constructed] {text} | {data['target']} "
+        f"{data['prediction']['probabilities'][data['target']]:.3f} | towards: "
+        f"{strongest_for['text']} {strongest_for['weight']:+.3f} | against: "
+        f"{strongest_against['text']} {strongest_against['weight']:+.3f}"
+    )
     assert strongest_for["text"] in carriers, (data["target"], tokens)
     if both:  # the other polarity's word is the one that pulls hardest the other way
-        strongest_against = min(tokens, key=lambda t: t["weight"])
         assert strongest_against["weight"] < 0
         assert strongest_against["text"] in carriers - {strongest_for["text"]}, tokens
 

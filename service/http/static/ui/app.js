@@ -233,7 +233,17 @@ function setBusy(busy, message) {
 
 async function analyse(event) {
   event.preventDefault();
-  const text = $("text").value;
+  try {
+    await analyseText($("text").value);
+  } catch (err) {
+    // A bug of this page, not an API error: say so rather than stay "Analysing…".
+    $("result").hidden = true;
+    showError(`The page could not show the answer: ${err.message}`);
+    setBusy(false, "");
+  }
+}
+
+async function analyseText(text) {
   const body = { text };
   if ($("model").value) body.model = $("model").value;
   setBusy(true, "Analysing…");
