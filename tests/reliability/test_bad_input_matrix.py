@@ -32,7 +32,7 @@ from tests.support.reliability import (
 
 JSON_CT = {"content-type": "application/json"}
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-GET_PATHS = ("/health/live", "/health/ready", "/model", "/metrics")
+GET_PATHS = ("/health/live", "/health/ready", "/model", "/metrics", "/", "/docs")
 POST_PATHS = ("/predict", "/tokenize", "/explain", "/admin/model")
 ODD_METHODS = ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 DEEP = 100_000  # nesting depth: far beyond any recursion limit
