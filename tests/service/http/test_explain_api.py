@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from service.explain.sentences import sentence_spans
+from tests.support.bundles import copy_as, promote_by_hand, write_softmax_bundle
 from tests.support.servers import NEGATIVE_TEXT, POSITIVE_TEXT, make_settings, serve, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -204,3 +205,34 @@ async def test_sentences_must_be_a_boolean(client):
         assert body["error"]["details"][0]["field"] == "sentences", body
     body = await post(client, "/tokenize", {"text": "good", "sentences": True}, status=422)
     assert "sentences" in body["error"]["message"]  # /tokenize has no such field
+
+
+# -- models with other labels ------------------------------------------------------------------
+async def test_sentences_and_explain_with_other_label_sets(tmp_path, bundle_dir):
+    """Three labels (negative, neutral, positive) and labels that are not polarities."""
+    root = tmp_path / "models"
+    copy_as(bundle_dir, root, "sentiment-lstm")
+    write_softmax_bundle(root / "three" / "v1", "three", "v1")
+    promote_by_hand(root, "three", "v1")
+    write_softmax_bundle(root / "mood" / "v1", "mood", "v1", ["sad", "calm", "glad"])
+    promote_by_hand(root, "mood", "v1")
+    text = "Great superb wonderful. Awful terrible boring."
+    async with serve(make_settings(models_root=root, default_model="sentiment-lstm")) as (_, c):
+        three = await post(c, "/predict", {"text": text, "model": "three", "sentences": True})
+        (prediction,) = three["predictions"]
+        assert [s["label"] for s in prediction["sentences"]] == ["positive", "negative"]
+        assert all(len(s["probabilities"]) == 3 for s in prediction["sentences"])
+        assert prediction["mixed"] is True
+        mood = await post(c, "/predict", {"text": text, "model": "mood", "sentences": True})
+        assert [s["label"] for s in mood["predictions"][0]["sentences"]] == ["glad", "sad"]
+        assert mood["predictions"][0]["mixed"] is True  # two confident, different labels
+        calm = await post(
+            c, "/predict", {"text": "Okay average fine.", "model": "mood", "sentences": True}
+        )
+        assert calm["predictions"][0]["mixed"] is False
+
+        explained = await post(c, "/explain", {"text": "An awful, boring film.", "model": "three"})
+    assert explained["model"]["name"] == "three" and explained["target"] == "negative"
+    weights = {t["text"]: t["weight"] for t in explained["tokens"]}
+    assert weights["awful"] > 0 and weights["boring"] > 0
+    assert max(weights, key=weights.get) in {"awful", "boring"}
