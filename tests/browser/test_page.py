@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.conftest import console_errors
+from tests.support.bundles import copy_as, promote_by_hand, write_softmax_bundle
 from tests.support.servers import Server
 
 # Non-ASCII before the sentiment words (an emoji is 2 UTF-16 units but 1 code point), an
@@ -214,6 +215,40 @@ def test_a_503_says_when_to_retry(browser, tmp_path):
     finally:
         server.stop()
     browser.get_log("browser")
+
+
+def test_the_model_picker_lists_the_served_models_and_uses_the_chosen_one(
+    browser, tmp_path, bundle_dir
+):
+    root = tmp_path / "models"
+    copy_as(bundle_dir, root, "sentiment-lstm")
+    write_softmax_bundle(root / "three" / "v1", "three", "v1")
+    promote_by_hand(root, "three", "v1")
+    env = {"SENTIMENT_MODELS_ROOT": str(root), "SENTIMENT_DEFAULT_MODEL": "sentiment-lstm"}
+    with Server(tmp_path, **env) as server:
+        browser.get(f"{server.base}/")
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2
+        )
+        picker = Select(browser.find_element(By.ID, "model"))
+        assert [o.get_attribute("value") for o in picker.options] == ["sentiment-lstm", "three"]
+        assert picker.first_selected_option.get_attribute("value") == "sentiment-lstm"
+        picker.select_by_value("three")
+        assert "negative, neutral, positive" in browser.find_element(By.ID, "model-info").text
+        browser.find_element(By.ID, "text").send_keys("Great superb wonderful. Awful terrible.")
+        browser.find_element(By.ID, "submit").click()
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+        )
+        assert "three v1" in browser.find_element(By.ID, "status").text
+        bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar-track")
+        assert [b.get_attribute("data-label") for b in bars] == ["negative", "neutral", "positive"]
+        labels = [
+            i.get_attribute("data-label")
+            for i in browser.find_elements(By.CSS_SELECTOR, "#sentences li")
+        ]
+        assert labels == ["positive", "negative"]
+    assert console_errors(browser) == []
 
 
 def test_docs_render_offline(browser, live):
