@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
+from service.http.examples import SENTENCES_EXAMPLE
+
 _EXAMPLE_TEXT = "A wonderful film: sharp writing, superb acting, and an ending I loved."
 # Beyond this many keys a body is refused with one error instead of one per unknown key:
 # pydantic would build (and FastAPI copy) an error for each of 300,000 keys in a 4 MB body,
@@ -114,38 +116,6 @@ class Prediction(BaseModel):
     )
 
 
-_SENTENCES_EXAMPLE = {  # the committed model's answer to the request example above
-    "model": {"name": "sentiment-lstm", "version": "20261122-032328"},
-    "predictions": [
-        {
-            "label": "negative",
-            "score": 0.1129,
-            "probabilities": {"negative": 0.8871, "positive": 0.1129},
-            "tokens": 10,
-            "truncated": False,
-            "unknown_tokens": 0,
-            "sentences": [
-                {
-                    "text": "The food was excellent.",
-                    "start": 0,
-                    "end": 23,
-                    "label": "positive",
-                    "probabilities": {"negative": 0.0859, "positive": 0.9141},
-                },
-                {
-                    "text": "The service was terrible.",
-                    "start": 24,
-                    "end": 49,
-                    "label": "negative",
-                    "probabilities": {"negative": 0.987, "positive": 0.013},
-                },
-            ],
-            "mixed": True,
-        }
-    ],
-}
-
-
 class PredictResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -163,7 +133,7 @@ class PredictResponse(BaseModel):
                         }
                     ],
                 },
-                _SENTENCES_EXAMPLE,
+                SENTENCES_EXAMPLE,
             ]
         }
     )

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
+from service.http.examples import EXPLAIN_EXAMPLE
 from service.http.schemas import ModelRef, Prediction, _refuse_many_keys
 
 _EXAMPLE_TEXT = "The food was excellent but the service was terrible."
@@ -48,35 +49,8 @@ class TokenWeight(BaseModel):
     )
 
 
-def _token(text: str, start: int, weight: float) -> dict:
-    return {"text": text, "start": start, "end": start + len(text), "token": text.lower(),
-            "weight": weight}  # fmt: skip
-
-
-# The committed model's answer to the request example.
-_EXPLAIN_EXAMPLE = {
-    "model": {"name": "sentiment-lstm", "version": "20261122-032328"},
-    "prediction": {
-        "label": "negative",
-        "score": 0.0869,
-        "probabilities": {"negative": 0.9131, "positive": 0.0869},
-        "tokens": 10,
-        "truncated": False,
-        "unknown_tokens": 0,
-    },
-    "target": "negative",
-    "method": "leave-one-out",
-    "tokens": [
-        _token("The", 0, -0.0084), _token("food", 4, 0.0057), _token("was", 9, 0.0321),
-        _token("excellent", 13, -0.0749), _token("but", 23, 0.0204), _token("the", 27, -0.0141),
-        _token("service", 31, 0.0094), _token("was", 39, 0.0256), _token("terrible", 43, 0.7376),
-        _token(".", 51, 0.0124),
-    ],
-}  # fmt: skip
-
-
 class ExplainResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXPLAIN_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [EXPLAIN_EXAMPLE]})
     model: ModelRef
     prediction: Prediction = Field(description="the model's answer on the whole text")
     target: str = Field(description="the label whose probability the weights measure")
