@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make serve   — create .venv with the serving stack (no TensorFlow) and start the API
 #   make test    — create .venv with training + dev extras and run the test suite
+#                  (installs Debian's chromium + chromium-driver for the browser tests if missing)
 # Every install takes its versions from constraints.txt (the lock: what the tests ran on).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -36,6 +37,7 @@ serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted model
 test: $(VENV)/.dev ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	bash tests/browser/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev ## ruff check + format check
