@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from training.config import GROUP_STARTS, Config, config_fields, field_type
-from training.config_file import read_train_table
+from training.config_file import ConfigError, read_train_table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINING_STACK = ("tensorflow", "keras", "tf2onnx", "sklearn", "matplotlib")
@@ -90,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         values.update(read_train_table(config))
     values.update(given)
     cfg = Config(**values)
+    if problems := cfg.problems():
+        raise ConfigError("; ".join(problems))
     if download:
         from training.data import download_imdb
 
