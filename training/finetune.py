@@ -53,18 +53,22 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
 
     def build(self, var_list):
         super().build(var_list)
+        # Created with their values: Keras may initialise optimizer variables after build
+        # returns, which would undo an assign made here.
+        initial = stage_scales(self._epoch, self.lr_ratio, self.unfreeze)
         self.scales = [
-            self.add_variable((), initializer="ones", name=f"lr_scale_depth_{d}")
-            for d in range(DEPTHS)
+            self.add_variable(
+                (), initializer=keras.initializers.Constant(value), name=f"lr_scale_depth_{d}"
+            )
+            for d, value in enumerate(initial)
         ]
         for variable in var_list:
             self._depth_of_key[self._var_key(variable)] = self._depth_by_path.get(variable.path, 0)
-        self.set_epoch(self._epoch)
 
     def set_epoch(self, epoch: int) -> list[float]:
         self._epoch = epoch
         scales = stage_scales(epoch, self.lr_ratio, self.unfreeze)
-        if self.built:
+        if self.built and hasattr(self, "scales"):
             for variable, value in zip(self.scales, scales, strict=True):
                 variable.assign(value)
         return scales

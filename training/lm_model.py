@@ -95,6 +95,7 @@ def train_lm(
     model.fit(
         _dataset(windows, per_epoch, batching, rng, steps),
         epochs=settings["epochs"],
+        shuffle=False,  # the batches are drawn at random already
         verbose=0,
         callbacks=[EpochProgress(settings["epochs"], steps, per_epoch, log), tracker],
     )

@@ -32,6 +32,7 @@ import numpy as np
 from training.cli import (
     SetupError,
     check_training_stack,
+    check_vectors,
     check_writable,
     fail,
     models_folder,
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)  # bad flags and config files stop here, before any data
         check_training_stack()
+        check_vectors(cfg)
         load_plan(cfg)
         check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:

@@ -1,0 +1,101 @@
+"""Pretraining on a tiny corpus: the language model learns, its layers reach the classifier,
+and the cache is hit, missed and repaired as its inputs say."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from sentiment_core.encoder import TextEncoder
+from sentiment_core.tokenizer import train_tokenizer
+from training.config import Config
+from training.fit import encode_rows
+from training.model import ModelConfig, build_model
+from training.pretrain import initial_weights, lm_texts
+from training.sources import Example
+
+WORDS = ["the", "film", "was", "good", "and", "the", "plot", "was", "bad", "but", "the", "cast"]
+
+
+def corpus(n: int = 60, seed: int = 0) -> list[Example]:
+    rng = np.random.default_rng(seed)
+    texts = [
+        " ".join(np.roll(WORDS, int(rng.integers(0, 5)))[: int(rng.integers(6, 14))])
+        for _ in range(n)
+    ]
+    texts[1] = texts[0]  # a repeated text is read once
+    return [Example(t, "positive", "s", t, "train") for t in texts]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    examples = corpus()
+    encoder = TextEncoder(train_tokenizer([e.text for e in examples], 100), 30)
+    rows = encode_rows(examples, encoder, ["negative", "positive"])
+    model_cfg = ModelConfig(encoder.vocab_size, 8, 6, pooling="last+mean+max")
+    return rows, encoder.tokenizer.get_vocab(), model_cfg
+
+
+def settings(tmp_path, **changes) -> Config:
+    base = Config(
+        pretrain=True, pretrain_epochs=1, pretrain_output_vocab=8, pretrain_target_share=1.0,
+        pretrain_batch_size=8, pretrain_heldout=0.2, pretrain_learning_rate=0.02,
+        pretrain_cache=str(tmp_path / "cache"), embedding_dim=8, units=6, max_length=30,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def run(cfg, setup, log=None):
+    rows, vocab, model_cfg = setup
+    lines = []
+    weights, report = initial_weights(cfg, model_cfg, rows, vocab, (log or lines.append))
+    return weights, report["pretraining"], lines
+
+
+def test_the_language_model_learns_and_reads_training_text_once(tmp_path, setup):
+    _, report, _ = run(settings(tmp_path, pretrain_cache="", pretrain_epochs=8), setup)
+    texts, _ = lm_texts(setup[0])
+    unique = len({e.text for e in setup[0].examples})
+    assert len(texts) == unique < 60 and report["texts"] + report["heldout_texts"] == unique
+    assert report["cache"] == "off" and len(report["seconds_per_epoch"]) == 8
+    first, last = report["perplexity"][0], report["perplexity"][-1]
+    for direction in ("next", "previous"):  # 9 classes: a uniform guess is perplexity 9
+        assert last[direction] < 0.75 * first[direction] and last[direction] < 6
+
+
+def test_pretrained_layers_reach_the_classifier_by_name(tmp_path, setup):
+    weights, _, _ = run(settings(tmp_path, pretrain_epochs=1), setup)
+    assert set(weights) == {"embedding", "bi_lstm"}
+    model = build_model(setup[2])
+    for name, arrays in weights.items():
+        model.get_layer(name).set_weights(arrays)  # same shapes, in the same order
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(model.get_layer(name).get_weights(), arrays, strict=True)
+        )
+
+
+def test_the_cache_is_hit_missed_and_repaired(tmp_path, setup):
+    cfg = settings(tmp_path, pretrain_epochs=1)
+    first, report, _ = run(cfg, setup)
+    assert report["cache"] == "miss"
+    again, report_again, lines = run(cfg, setup)
+    assert report_again["cache"] == "hit" and report_again["key"] == report["key"]
+    assert any("cache hit" in line for line in lines)
+    assert np.array_equal(again["bi_lstm"][0], first["bi_lstm"][0])
+    # Other texts: another key, pretrained anew (every other input: test_pretrain_cache.py).
+    rows, vocab, model_cfg = setup
+    fewer = dataclasses.replace(rows, examples=rows.examples[:20], ids=rows.ids[:20])
+    _, other = initial_weights(cfg, model_cfg, fewer, vocab, lambda line: None)
+    assert other["pretraining"]["cache"] == "miss" and other["pretraining"]["key"] != report["key"]
+    # A damaged entry is reported and recomputed, never used.
+    npz = tmp_path / "cache" / report["key"] / "weights.npz"
+    npz.write_bytes(npz.read_bytes()[:-100])
+    redone, report_redone, lines = run(cfg, setup)
+    assert report_redone["cache"] == "miss" and any("not used" in line for line in lines)
+    assert run(cfg, setup)[1]["cache"] == "hit"  # repaired
+    assert redone["embedding"][0].shape == first["embedding"][0].shape
