@@ -99,3 +99,28 @@ def test_the_cache_is_hit_missed_and_repaired(tmp_path, setup):
     assert report_redone["cache"] == "miss" and any("not used" in line for line in lines)
     assert run(cfg, setup)[1]["cache"] == "hit"  # repaired
     assert redone["embedding"][0].shape == first["embedding"][0].shape
+
+
+def test_neither_direction_sees_the_word_it_predicts():
+    """Forward output at t reads words 0..t only, backward output at t words t..end only
+    (padding included: a post-padded row reads the same as the unpadded one)."""
+    from training.lm_model import build_lm
+
+    model = build_lm(ModelConfig(30, 4, 3), classes=30)
+    ids = np.array([[5, 6, 7, 8, 9, 0, 0]], dtype=np.int32)
+    positions = np.arange(7, dtype=np.int32)[None, :]
+
+    def outputs(batch):
+        out = model((batch, positions), training=False)
+        return {k: np.asarray(v)[0] for k, v in out.items()}
+
+    base = outputs(ids)
+    changed = ids.copy()
+    changed[0, 2] = 20  # the word at position 2
+    after = outputs(changed)
+    assert np.allclose(after["next"][:2], base["next"][:2])  # positions 0-1 predict 1-2
+    assert not np.allclose(after["next"][2], base["next"][2])
+    assert np.allclose(after["previous"][3:5], base["previous"][3:5])  # 3-4 predict 2-3
+    assert not np.allclose(after["previous"][2], base["previous"][2])
+    trimmed = model((ids[:, :5], positions[:, :5]), training=False)["previous"]
+    assert np.allclose(np.asarray(trimmed)[0], base["previous"][:5], atol=1e-6)

@@ -62,6 +62,10 @@ def test_the_settings_and_what_they_did_are_recorded(bundles):
     assert pretraining["perplexity"][0]["next"] > 1 and pretraining["seconds_per_epoch"][0] > 0
     # The language model read training text only: at most the 300 training rows' texts.
     assert pretraining["texts"] + pretraining["heldout_texts"] <= 300
+    card = (bundles[0] / "MODEL_CARD.md").read_text()
+    assert "Embedding initialised from glove-6b-50d" in card
+    assert "pretrained as a language model" in card
+    assert "reused from the cache" in (bundles[1] / "MODEL_CARD.md").read_text()
 
 
 def test_a_second_run_reuses_the_pretrained_encoder(bundles):
