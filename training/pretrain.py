@@ -22,6 +22,7 @@ from training.config import Config
 from training.fit import Rows
 from training.lm_data import LMBatching, cut_windows
 from training.model import ModelConfig
+from training.progress import plural
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 Weights = dict[str, list[np.ndarray]]
@@ -150,7 +151,7 @@ def _pretrain(cfg: Config, model_cfg: ModelConfig, model, texts, ids, log: Calla
     )
     log(
         f"pretrain: {len(texts) - int(held.sum()):,} texts ({len(windows):,} windows), "
-        f"{int(held.sum()):,} held out for perplexity; {cfg.pretrain_epochs} epochs"
+        f"{int(held.sum()):,} held out for perplexity; {plural(cfg.pretrain_epochs, 'epoch')}"
     )
     started = time.monotonic()
     report = train_lm(model, windows, heldout, batching, lm_settings(cfg), rng, log)

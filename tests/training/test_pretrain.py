@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+import keras
+
 from sentiment_core.encoder import TextEncoder
 from sentiment_core.tokenizer import train_tokenizer
 from training.config import Config
@@ -124,3 +126,26 @@ def test_neither_direction_sees_the_word_it_predicts():
     assert not np.allclose(after["previous"][2], base["previous"][2])
     trimmed = model((ids[:, :5], positions[:, :5]), training=False)["previous"]
     assert np.allclose(np.asarray(trimmed)[0], base["previous"][:5], atol=1e-6)
+
+
+def test_the_classifier_reads_with_the_language_models_encoder():
+    """With the LM's layers, the classifier's final states are the LM's outputs at the
+    last real word (forward) and at the first word (backward): each direction landed on its
+    own side, gates and all."""
+    from training.lm_model import build_lm, encoder_layers
+
+    cfg = ModelConfig(30, 4, 3, pooling="last")
+    lm = build_lm(cfg, classes=30)
+    rng = np.random.default_rng(0)
+    for layer in encoder_layers(cfg):  # not the init: make the two directions differ
+        lm.get_layer(layer).set_weights([rng.normal(size=w.shape) for w in lm.get_layer(layer).get_weights()])
+    classifier = build_model(cfg)
+    for layer in encoder_layers(cfg):
+        classifier.get_layer(layer).set_weights(lm.get_layer(layer).get_weights())
+    ids = np.array([[5, 6, 7, 8, 0, 0]], dtype=np.int32)
+    sequences = lm.get_layer("bi_lstm")(lm.get_layer("embedding")(ids))
+    forward, backward = (np.asarray(s)[0] for s in sequences)
+    encoder = keras.Model(classifier.input, classifier.get_layer("features").input)
+    final_forward, final_backward = (np.asarray(s)[0] for s in encoder(ids))
+    assert np.allclose(final_forward, forward[3], atol=1e-6)  # after the last real word
+    assert np.allclose(final_backward, backward[0], atol=1e-6)  # after reading back to word 0
