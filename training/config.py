@@ -16,6 +16,7 @@ HEADS = ("auto", "sigmoid", "softmax")
 CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
 VECTORS = ("none", "glove-6b-50d")
 PRETRAIN_OTHER = ("predict", "mask")
+FINETUNE_HEADS = ("zeros", "random")
 
 
 def _opt(default, help: str, choices: tuple = ()):
@@ -136,6 +137,11 @@ class Config:
     pretrain_cache: str = _opt(
         ".cache/pretrain",
         "folder of pretrained encoders, one per hash of their inputs (texts, vocabulary, encoder shape, settings, seed); relative to the project root; empty: no cache",
+    )
+    finetune_head: str = _opt(
+        "zeros",
+        "the output layer's initial weights when the encoder is pretrained: zeros (every text starts at the prior; the pretrained features, far larger than a random encoder's, do not start as noise) or random",
+        FINETUNE_HEADS,
     )
     finetune_lr_ratio: float = _opt(
         1.0,

@@ -66,6 +66,10 @@ def fit_model(
     model = build_model(model_cfg)
     for layer, arrays in (initial_weights or {}).items():
         model.get_layer(layer).set_weights(arrays)
+    pretrained = any(name != "embedding" for name in initial_weights or {})
+    if pretrained and cfg.finetune_head == "zeros":  # see --finetune-head
+        head = model.layers[-1]
+        head.set_weights([np.zeros_like(w) for w in head.get_weights()])
     steps = -(-len(train.ids) // cfg.batch_size)
     learning_rate = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=steps, decay_rate=cfg.lr_decay
