@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 from keras import ops
 
 from training.model import CELLS
@@ -108,6 +109,16 @@ class Unfreeze(keras.callbacks.Callback):
                 + ", ".join(f"{n} {s:g}" for n, s in zip(names, scales, strict=True))
             )
             self.shown = scales
+
+
+def set_initial_weights(model: keras.Model, weights: dict, head: str) -> None:
+    """Set the given layers' weights; with a pretrained encoder (not only an embedding)
+    and ``head == "zeros"``, the output layer starts at zero (``--finetune-head``)."""
+    for layer, arrays in weights.items():
+        model.get_layer(layer).set_weights(arrays)
+    if head == "zeros" and any(name != "embedding" for name in weights):
+        output = model.layers[-1]
+        output.set_weights([np.zeros_like(w) for w in output.get_weights()])
 
 
 def make_optimizer(model, cfg, schedule, log) -> tuple[keras.optimizers.Optimizer, list]:

@@ -15,7 +15,7 @@ from sentiment_core.batching import length_sorted_batches
 from sentiment_core.encoder import TextEncoder, pad_batch
 from training.config import Config
 from training.data import length_bucketed_batches
-from training.finetune import make_optimizer
+from training.finetune import make_optimizer, set_initial_weights
 from training.model import ModelConfig, build_model
 from training.progress import EpochProgress
 from training.sources import Example
@@ -64,12 +64,7 @@ def fit_model(
     or word vectors), set before training; the other layers start from their random init.
     """
     model = build_model(model_cfg)
-    for layer, arrays in (initial_weights or {}).items():
-        model.get_layer(layer).set_weights(arrays)
-    pretrained = any(name != "embedding" for name in initial_weights or {})
-    if pretrained and cfg.finetune_head == "zeros":  # see --finetune-head
-        head = model.layers[-1]
-        head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    set_initial_weights(model, initial_weights or {}, cfg.finetune_head)
     steps = -(-len(train.ids) // cfg.batch_size)
     learning_rate = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=steps, decay_rate=cfg.lr_decay

@@ -10,7 +10,13 @@ pytest.importorskip("tensorflow")
 import keras
 
 from training.config import Config
-from training.finetune import LayerwiseAdamW, layer_depths, make_optimizer, stage_scales
+from training.finetune import (
+    LayerwiseAdamW,
+    layer_depths,
+    make_optimizer,
+    set_initial_weights,
+    stage_scales,
+)
 from training.model import ModelConfig, build_model
 
 LR = 0.01
@@ -79,3 +85,20 @@ def test_without_fine_tuning_options_the_optimizer_is_plain_adamw():
     assert type(optimizer) is keras.optimizers.AdamW and callbacks == []
     optimizer, callbacks = make_optimizer(model, Config(finetune_unfreeze=1), 1e-3, print)
     assert isinstance(optimizer, LayerwiseAdamW) and len(callbacks) == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "head", "zeroed"),
+    [(("embedding", "bi_lstm"), "zeros", True), (("embedding", "bi_lstm"), "random", False),
+     (("embedding",), "zeros", False)],
+)  # fmt: skip
+def test_the_output_layer_starts_at_zero_only_on_a_pretrained_encoder(given, head, zeroed):
+    model = tiny_model()
+    keras.utils.set_random_seed(1)
+    source = build_model(ModelConfig(50, 4, 3, pooling="last+mean+max"))
+    weights = {name: source.get_layer(name).get_weights() for name in given}
+    set_initial_weights(model, weights, head)
+    for name in given:
+        got = model.get_layer(name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(got, weights[name], strict=True))
+    assert (not np.any(model.get_layer("score").get_weights()[0])) == zeroed

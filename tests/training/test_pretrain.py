@@ -138,7 +138,9 @@ def test_the_classifier_reads_with_the_language_models_encoder():
     lm = build_lm(cfg, classes=30)
     rng = np.random.default_rng(0)
     for layer in encoder_layers(cfg):  # not the init: make the two directions differ
-        lm.get_layer(layer).set_weights([rng.normal(size=w.shape) for w in lm.get_layer(layer).get_weights()])
+        lm.get_layer(layer).set_weights(
+            [rng.normal(size=w.shape) for w in lm.get_layer(layer).get_weights()]
+        )
     classifier = build_model(cfg)
     for layer in encoder_layers(cfg):
         classifier.get_layer(layer).set_weights(lm.get_layer(layer).get_weights())
