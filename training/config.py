@@ -17,6 +17,7 @@ CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
 VECTORS = ("none", "glove-6b-50d")
 PRETRAIN_OTHER = ("predict", "mask")
 FINETUNE_HEADS = ("zeros", "random")
+PRETRAIN_TRANSFER = ("encoder", "embedding")
 
 
 def _opt(default, help: str, choices: tuple = ()):
@@ -133,6 +134,11 @@ class Config:
     pretrain_heldout: float = _opt(
         0.02,
         "share of the training texts kept out of the language model to measure its perplexity (never validation or test text)",
+    )
+    pretrain_transfer: str = _opt(
+        "encoder",
+        "what the classifier takes from the language model: its embedding and LSTM (encoder), or its embedding only (the LSTM starts random)",
+        PRETRAIN_TRANSFER,
     )
     pretrain_cache: str = _opt(
         ".cache/pretrain",

@@ -62,6 +62,8 @@ def initial_weights(
         weights, report["pretraining"] = pretrain_encoder(
             cfg, model_cfg, train, vocab, weights, log
         )
+        if cfg.pretrain_transfer == "embedding":  # the same language model: same cache entry
+            weights = {"embedding": weights["embedding"]}
     return weights or None, report
 
 

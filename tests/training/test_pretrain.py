@@ -70,8 +70,14 @@ def test_the_language_model_learns_and_reads_training_text_once(tmp_path, setup)
 
 
 def test_pretrained_layers_reach_the_classifier_by_name(tmp_path, setup):
-    weights, _, _ = run(settings(tmp_path, pretrain_epochs=1), setup)
+    weights, report, _ = run(settings(tmp_path, pretrain_epochs=1), setup)
     assert set(weights) == {"embedding", "bi_lstm"}
+    # --pretrain-transfer embedding: the same language model (a cache hit), its embedding only
+    only, again, _ = run(
+        settings(tmp_path, pretrain_epochs=1, pretrain_transfer="embedding"), setup
+    )
+    assert set(only) == {"embedding"} and again["cache"] == "hit" and again["key"] == report["key"]
+    assert np.array_equal(only["embedding"][0], weights["embedding"][0])
     model = build_model(setup[2])
     for name, arrays in weights.items():
         model.get_layer(name).set_weights(arrays)  # same shapes, in the same order
