@@ -78,7 +78,7 @@ def _metavar(f: dataclasses.Field, kind: type) -> str:
     return {int: "N", float: "X"}.get(kind, "PATH" if f.name in _PATHS else "TEXT")
 
 
-_PATHS = {"config", "data", "data_dir", "models_dir"}
+_PATHS = {"config", "data", "data_dir", "models_dir", "pretrain_cache"}
 
 
 def parse_args(argv: list[str] | None = None) -> Config:

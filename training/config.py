@@ -155,7 +155,7 @@ class Config:
     )
     finetune_unfreeze: int = _opt(
         0,
-        "gradual unfreezing: epoch 1 trains the output layer only, each later epoch one more layer from the top (recurrent, then embedding); 0: all layers from the start",
+        "gradual unfreezing over N epochs: epoch 1 trains the output layer only, epoch 2 also the recurrent layer, and so on; from epoch N+1 every layer trains (0: all from the start)",
     )
     # export and bundle
     parity_texts: int = _opt(
