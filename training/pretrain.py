@@ -132,9 +132,15 @@ def pretrain_encoder(
         model.get_layer(name).set_weights(arrays)
     report = _pretrain(cfg, model_cfg, model, texts, ids, log)
     weights = {name: model.get_layer(name).get_weights() for name in layers}
+    status = "off"
     if folder is not None:
-        pretrain_cache.save(folder, key, weights, inputs, report)
-    return weights, {**report, "key": key, "cache": "miss" if folder else "off"}
+        try:
+            pretrain_cache.save(folder, key, weights, inputs, report)
+            status = "miss"
+        except OSError as exc:  # e.g. a read-only install: the job goes on without it
+            log(f"pretrain: cache entry not written ({exc}); pass --pretrain-cache to keep it")
+            status = "unwritable"
+    return weights, {**report, "key": key, "cache": status}
 
 
 def _pretrain(cfg: Config, model_cfg: ModelConfig, model, texts, ids, log: Callable) -> dict:

@@ -157,3 +157,11 @@ def test_the_classifier_reads_with_the_language_models_encoder():
     final_forward, final_backward = (np.asarray(s)[0] for s in encoder(ids))
     assert np.allclose(final_forward, forward[3], atol=1e-6)  # after the last real word
     assert np.allclose(final_backward, backward[0], atol=1e-6)  # after reading back to word 0
+
+
+def test_an_unwritable_cache_folder_does_not_stop_the_job(tmp_path, setup):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    weights, report, lines = run(settings(tmp_path, pretrain_epochs=1), setup)
+    assert report["cache"] == "unwritable" and set(weights) == {"embedding", "bi_lstm"}
+    assert any("cache entry not written" in line for line in lines)
