@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make serve   — create .venv with the serving stack (no TensorFlow) and start the API
-#   make test    — create .venv with training + dev extras and run the test suite
+#   make test    — create .venv with training + dev + vectors extras and run the test suite
 #                  (installs Debian's chromium + chromium-driver for the browser tests if missing)
 # Every install takes its versions from constraints.txt (the lock: what the tests ran on).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -28,7 +28,7 @@ $(VENV)/.serve: pyproject.toml $(LOCK) | $(BIN)/python
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
-	$(INSTALL) -e ".[train,dev]"
+	$(INSTALL) -e ".[train,dev,vectors]"
 	@touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted models (SERVE_ARGS="--port 9000")
@@ -73,7 +73,7 @@ lock: ## re-resolve every dependency into constraints.txt (then make test)
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[train,dev]"
+	.lock-venv/bin/python -m pip install --quiet ".[train,dev,vectors]"
 	{ echo "# The lock: exact versions of every dependency, used as pip constraints by make,"; \
 	  echo "# CI and both images. Regenerate with 'make lock' (then 'make test'); never by hand."; \
 	  .lock-venv/bin/python -m pip freeze --exclude sentiment-lstm-service; } > $(LOCK)
