@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make serve   — create .venv with the serving stack (no TensorFlow) and start the API
-#   make test    — create .venv with training + dev extras and run the test suite
+#   make test    — create .venv with training + dev + vectors extras and run the test suite
+#                  (installs Debian's chromium + chromium-driver for the browser tests if missing)
 # Every install takes its versions from constraints.txt (the lock: what the tests ran on).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -27,12 +28,12 @@ $(VENV)/.serve: pyproject.toml $(LOCK) | $(BIN)/python
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
-	$(INSTALL) -e ".[train,dev]"
+	$(INSTALL) -e ".[train,dev,vectors]"
 	@touch $@ $(VENV)/.serve
 
 # Ray Serve and Ray Data (the `ray` extra, about 570 MB): only for test-ray and bench-ray.
 $(VENV)/.ray: pyproject.toml $(LOCK) $(VENV)/.dev
-	$(INSTALL) -e ".[train,dev,ray]"
+	$(INSTALL) -e ".[train,dev,vectors,ray]"
 	@touch $@
 
 serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted models (SERVE_ARGS="--port 9000")
@@ -41,6 +42,7 @@ serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted model
 test: $(VENV)/.dev ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	bash tests/browser/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A real Ray cluster on this machine (a head and a worker node, separate `ray start`
@@ -87,7 +89,7 @@ lock: ## re-resolve every dependency into constraints.txt (then make test)
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[train,dev,ray]"
+	.lock-venv/bin/python -m pip install --quiet ".[train,dev,vectors,ray]"
 	{ echo "# The lock: exact versions of every dependency, used as pip constraints by make,"; \
 	  echo "# CI and both images. Regenerate with 'make lock' (then 'make test'); never by hand."; \
 	  .lock-venv/bin/python -m pip freeze --exclude sentiment-lstm-service; } > $(LOCK)

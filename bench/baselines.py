@@ -20,6 +20,7 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -39,7 +40,7 @@ ORT_VARIANT_ENV = "BENCH_ORT_VARIANT"  # default: the service's default model va
 # A score with as many digits as a real one, so (e)'s response is as long as the service's.
 _FIXED_SCORE = 0.7316283154487610
 
-ScoreFn = Callable[[list[list[int]]], Sequence[float]]
+ScoreFn = Callable[[list[list[int]]], Any]  # the model's output rows (n, columns)
 
 
 def _bundle_dir() -> Path:
@@ -47,7 +48,29 @@ def _bundle_dir() -> Path:
     return Path(given) if given else Settings().resolved_model_dir()
 
 
-def _response(model: ModelRef, scores: Sequence[float], encoded: list) -> PredictResponse:
+def _response(model: ModelRef, manifest, outputs, encoded: list) -> PredictResponse:
+    """The service's answer shape from the model's output rows, by the bundle's own rule."""
+    probabilities = manifest.probabilities(outputs)
+    labels, scores = manifest.labels, manifest.scores(outputs)
+    return PredictResponse(
+        model=model,
+        predictions=[
+            Prediction(
+                label=labels[i],
+                score=float(score),
+                probabilities=dict(zip(labels, map(float, p), strict=True)),
+                tokens=len(e.ids),
+                truncated=e.truncated,
+                unknown_tokens=e.unknown_tokens,
+            )
+            for e, i, score, p in zip(
+                encoded, manifest.predicted(outputs), scores, probabilities, strict=True
+            )
+        ],
+    )
+
+
+def _binary_response(model: ModelRef, scores: Sequence[float], encoded: list) -> PredictResponse:
     return PredictResponse(
         model=model,
         predictions=[
@@ -73,8 +96,7 @@ def _per_request_app(title: str, bundle, score: ScoreFn) -> FastAPI:
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
         encoded = bundle.encoder.encode(validated_texts(body, settings))
-        scores = [float(s) for s in score([e.ids for e in encoded])]
-        return _response(model, scores, encoded)
+        return _response(model, bundle.manifest, score([e.ids for e in encoded]), encoded)
 
     @app.get("/health/ready")
     def ready() -> dict:
@@ -98,11 +120,10 @@ def ort_app() -> FastAPI:
     bundle = load_bundle(_bundle_dir(), variant=variant, intra_op_threads=threads, speedups=plain)
     session, name = bundle.scorer.session, bundle.scorer.input_name
 
-    def score(sequences: list[list[int]]) -> Sequence[float]:
+    def score(sequences: list[list[int]]):
         # The straightforward way: the request's texts padded together, one run. Not
         # ``Bundle.outputs``, whose packing is the service's own optimisation.
-        out = session.run(None, {name: pad_batch(sequences)})[0]
-        return out.reshape(-1).tolist()
+        return session.run(None, {name: pad_batch(sequences)})[0]
 
     return _per_request_app(f"ORT per request ({variant})", bundle, score)
 
@@ -119,9 +140,8 @@ def seed_app() -> FastAPI:
     bundle = load_bundle(bundle_dir)  # for its encoder and manifest; ORT is not used
     model = load_trained_model(bundle_dir)
 
-    def score(sequences: list[list[int]]) -> Sequence[float]:
-        out = model.predict(pad_batch(sequences), verbose=0)
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+    def score(sequences: list[list[int]]):
+        return np.asarray(model.predict(pad_batch(sequences), verbose=0), dtype=np.float32)
 
     score([[2, 3, 4]])  # the first call traces the predict function; not part of a request
     return _per_request_app("Keras per request", bundle, score)
@@ -144,7 +164,7 @@ def echo_app() -> FastAPI:
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> PredictResponse:
         fakes = [_Fake(t) for t in validated_texts(body, settings)]
-        return _response(model, [_FIXED_SCORE] * len(fakes), fakes)
+        return _binary_response(model, [_FIXED_SCORE] * len(fakes), fakes)
 
     @app.get("/health/ready")
     async def ready() -> dict:

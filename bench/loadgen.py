@@ -45,8 +45,9 @@ def run_load(
     generator: str = "wrk",
     cpus: str | None = None,
     max_requests: int = 0,
+    path: str = "/predict",
 ) -> dict:
-    """Drive ``url`` + /predict; counts, latency (ms) and generator CPU of the timed part.
+    """Drive ``url`` + ``path``; counts, latency (ms) and generator CPU of the timed part.
 
     ``warmup_s`` (async only): one continuous run that counts only the requests completed
     after it, so a slow server's ramp (all connections waiting for their first answer)
@@ -55,13 +56,13 @@ def run_load(
     if generator == "wrk" and warmup_s > 0:
         raise ValueError("wrk has no in-run warm-up; run a separate warm-up first")
     if generator == "wrk":
-        command = _wrk_command(url, payloads, concurrency, duration_s, timeout_s)
+        command = _wrk_command(url, payloads, concurrency, duration_s, timeout_s, path)
     else:
         command = [
             sys.executable,
             "-m",
             "bench.loadgen",
-            url + "/predict",
+            url + path,
             str(payloads),
             f"--concurrency={concurrency}",
             f"--duration={duration_s}",
@@ -78,7 +79,12 @@ def run_load(
 
 
 def _wrk_command(
-    url: str, payloads: Path, concurrency: int, duration_s: float, timeout_s: float
+    url: str,
+    payloads: Path,
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float,
+    path: str = "/predict",
 ) -> list[str]:
     return [
         "wrk",
@@ -91,7 +97,7 @@ def _wrk_command(
         url,
         "--",
         str(payloads),
-        "/predict",
+        path,
     ]
 
 

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     opts = options(argv)
     if not have_wrk() and {"serve", "hop"} & set(opts.parts):
         raise SystemExit("bench.ray needs wrk (Debian package wrk)")
-    bundle = Settings().resolved_model_dir().resolve()
+    bundle = (opts.bundle or Settings().resolved_model_dir()).resolve()
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     payloads = write_payloads(sample_reviews(opts.reviews), work / "payloads")
     started = time.time()
@@ -186,11 +186,12 @@ def main(argv: list[str] | None = None) -> dict:
         if "hop" in opts.parts:
             rows += hops(cluster, payloads, opts)
         if "bulk" in opts.parts:
-            rows += ray_bulk.compare(cluster.address, opts.bulk_reviews, 2, work)
+            rows += ray_bulk.compare(cluster.address, opts.bulk_reviews, 2, work, bundle)
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "commit": git_commit(),
         "cpus": os.cpu_count(),
+        "bundle": {"dir": str(bundle), "version": bundle.name},
         "duration_s": opts.duration,
         "rows": rows,
     }
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
 def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="serve,hop,bulk", help="what to measure")
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: the service's)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per run")
     parser.add_argument("--replicas", default="1,2", help="replica counts to measure")

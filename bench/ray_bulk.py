@@ -23,7 +23,7 @@ def write_reviews(count: int, path: Path) -> Path:
     return path
 
 
-def compare(address: str, count: int, actors: int, work: Path) -> list[dict]:
+def compare(address: str, count: int, actors: int, work: Path, bundle: Path) -> list[dict]:
     reviews = write_reviews(count, work / "reviews.jsonl")
     rows = []
     runs = (
@@ -31,7 +31,7 @@ def compare(address: str, count: int, actors: int, work: Path) -> list[dict]:
         (f"Ray Data, {actors} actors", ["--ray", address, "--ray-actors", str(actors)]),
     )
     for name, extra in runs:
-        result = bulk(reviews, work, count, extra)
+        result = bulk(reviews, work, count, ["--model", str(bundle), *extra])
         row = {"system": f"sentiment-score, {name}", "workload": f"{count:,} IMDB reviews"}
         row |= {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
         print(json.dumps(row), flush=True)

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Container smoke test: build both images, serve the committed model with compose, check
-# its answers against the repository's own code, train a small model in the training
-# container, serve that, and tear everything down (also on failure).
+# Container smoke test: the README's "Containers" recipes, run for real. Builds both
+# images, serves every promoted model with compose and checks each one's answers against
+# the repository's own code, trains a small model in the training container (as the host
+# user, --promote --force), switches the running api to it with `compose restart api`,
+# switches back with sentiment-promote, and tears everything down (also on failure).
 #
-#   bash docker/smoke-test.sh
+#   bash docker/smoke-test.sh        # or: make containers
 #
 # Uses `docker compose` when a Docker engine answers, else podman + podman-compose (set up
 # once by ../shared/tools/container-runtime-setup.sh, which this script runs if needed).
-# Needs the repository's .venv (for the local reference answers) and the IMDB tarball.
+# The api and the training job use a copy of ./models (SENTIMENT_MODELS_HOST_DIR): the
+# repository's models/ is never written. Needs the repository's .venv (for the reference
+# answers: docker/smoke_check.py) and the IMDB tarball.
 #
 # Environment (all optional):
 #   SMOKE_PORT           host port for the api (default 8000; a free one if 8000 is busy)
 #   SMOKE_PROJECT        compose project name (default sentiment-smoke)
 #   SMOKE_READY_TIMEOUT  seconds to wait for /health/ready (default 120)
+#   SMOKE_MODELS_SRC     models directory to copy and serve (default ./models)
 #   SMOKE_DATA_DIR       directory holding the tarball (default ../shared/data)
 #   SMOKE_DATA_FILE      tarball name in it (default aclImdb_labeled.tar.gz)
-#   SMOKE_TRAIN_ARGS     flags for the training run
+#   SMOKE_TRAIN_ARGS     flags for the training run, before --promote --force
 #                        (default "--limit 300 --epochs 1 --parity-texts 200 --no-quantize")
-#   SMOKE_SKIP_TRAIN=1   skip the training part
+#   SMOKE_SKIP_TRAIN=1   skip training and the switch
 #   SMOKE_PYTHON         interpreter with the project installed (default .venv/bin/python)
 set -euo pipefail
 
@@ -26,6 +31,7 @@ cd "$ROOT"
 
 PROJECT=${SMOKE_PROJECT:-sentiment-smoke}
 READY_TIMEOUT=${SMOKE_READY_TIMEOUT:-120}
+MODELS_SRC=${SMOKE_MODELS_SRC:-$ROOT/models}
 DATA_DIR=${SMOKE_DATA_DIR:-$ROOT/../shared/data}
 DATA_FILE=${SMOKE_DATA_FILE:-aclImdb_labeled.tar.gz}
 TRAIN_ARGS=${SMOKE_TRAIN_ARGS:---limit 300 --epochs 1 --parity-texts 200 --no-quantize}
@@ -34,7 +40,7 @@ PY=${SMOKE_PYTHON:-$ROOT/.venv/bin/python}
 BASE_IMAGE=python:3.11-slim
 API_IMAGE=sentiment-lstm-service:latest
 TRAIN_IMAGE=sentiment-lstm-train:latest
-SMOKE_VERSION=smoke-$(date -u +%Y%m%d-%H%M%S)
+TRAINED=sentiment-lstm  # the model name a run without --config trains
 
 step() { printf '\n==> [%(%H:%M:%S)T] %s\n' -1 "$*"; }
 FAIL_MSG=""
@@ -43,7 +49,8 @@ fail() { FAIL_MSG=$*; printf 'SMOKE TEST FAILED: %s\n' "$*" >&2; exit 1; }
 [ -x "$PY" ] || fail "$PY not found: create the project venv first (pip install -e '.[dev]')"
 
 # Settings that would change what compose does must come from this script alone.
-unset SENTIMENT_MODEL_DIR SENTIMENT_MODELS_HOST_DIR SENTIMENT_DATA_DIR SENTIMENT_DATA_FILE \
+unset SENTIMENT_MODEL_DIR SENTIMENT_MODELS SENTIMENT_MODEL_NAME SENTIMENT_DEFAULT_MODEL \
+      SENTIMENT_API_KEYS SENTIMENT_MODELS_HOST_DIR SENTIMENT_DATA_DIR SENTIMENT_DATA_FILE \
       SENTIMENT_UID SENTIMENT_GID COMPOSE_FILE COMPOSE_PROFILES COMPOSE_PROJECT_NAME
 
 # --- container runtime ------------------------------------------------------------------
@@ -92,7 +99,7 @@ cleanup() {
   step "compose down"
   compose --profile train down -v --remove-orphans >/dev/null 2>&1 \
     || compose --profile train down >/dev/null 2>&1
-  # Bundles written by the training container may belong to another (sub)uid.
+  # Only if a bundle was written by another (sub)uid, which the checks below would report.
   rm -rf "$TMP" 2>/dev/null || { [ "$ENGINE" = podman ] && podman unshare rm -rf "$TMP"; } \
     || echo "note: could not remove $TMP" >&2
   if [ "$rc" -eq 0 ]; then
@@ -105,179 +112,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- the committed bundle the api will serve ----------------------------------------------
-BUNDLE=$("$PY" -c '
-import sys
-from pathlib import Path
-base = Path("models/sentiment-lstm")
-v = sorted(p for p in base.glob("*") if p.is_dir() and (p / "manifest.json").is_file()) if base.is_dir() else []
-print(v[-1] if v else "")')
-[ -n "$BUNDLE" ] || fail "no model bundle under models/sentiment-lstm/ (the api image serves the newest one)"
-echo "committed bundle: $BUNDLE"
+# --- a copy of the models: the api serves it, the training job writes to it -----------------
+[ -d "$MODELS_SRC" ] || fail "no models directory at $MODELS_SRC"
+MODELS=$TMP/models
+mkdir "$MODELS"
+cp -R "$MODELS_SRC/." "$MODELS/"
+find "$MODELS" -name '*.partial' -prune -exec rm -rf {} +
+chmod -R u+rwX,go+rX "$MODELS"  # the api's uid (10001) reads it
+check() { "$PY" "$ROOT/docker/smoke_check.py" "$@"; }
+PROMOTED=$(check promoted "$MODELS") || fail "the committed models: see above"
+echo "promoted models (models/*/PROMOTED), copied to $MODELS:"
+echo "$PROMOTED" | sed 's/^/  /'
+OLD_VERSION=$(echo "$PROMOTED" | awk -v n="$TRAINED" '$1 == n {print $2}')
 
-# --- the checks, in Python (host side, the repo's venv) ------------------------------------
-cat >"$TMP/check.py" <<'PYEOF'
-"""check.py serve BASE_URL BUNDLE_DIR  |  check.py bundle BUNDLE_DIR"""
-import hashlib
-import json
-import sys
-import urllib.error
-import urllib.request
-from pathlib import Path
-
-TOL = 1e-5
-
-
-def http(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if r.headers.get_content_type() == "application/json" else raw.decode())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-
-
-def check(cond, msg):
-    if not cond:
-        raise SystemExit(f"CHECK FAILED: {msg}")
-
-
-def verify_bundle(bundle: Path) -> dict:
-    check((bundle / "manifest.json").is_file(), f"{bundle}/manifest.json missing")
-    check((bundle / "model.onnx").is_file(), f"{bundle}/model.onnx missing")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    files = manifest.get("files") or {}
-    check("model.onnx" in files and "tokenizer.json" in files, "manifest 'files' lacks model.onnx/tokenizer.json")
-    for name, info in files.items():
-        p = bundle / name
-        check(p.is_file(), f"{name} listed in the manifest but missing")
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
-        check(digest == info["sha256"], f"{name}: sha256 {digest} != manifest {info['sha256']}")
-        check(p.stat().st_size == info["bytes"], f"{name}: size differs from the manifest")
-    check(len(manifest.get("reference") or []) >= 3, "manifest has fewer than 3 reference texts")
-    print(f"bundle {bundle.name}: {len(files)} files, sha256 all match")
-    return manifest
-
-
-def local_encoder(bundle: Path, manifest: dict):
-    from sentiment_core.encoder import TextEncoder
-
-    inp = manifest["input"]
-    return TextEncoder.from_file(bundle / "tokenizer.json", inp["max_length"], inp["truncation"])
-
-
-def check_bundle_scores(bundle: Path, manifest: dict):
-    """The bundle reproduces its own reference scores with this repo's onnxruntime + tokenizer."""
-    import numpy as np
-    import onnxruntime as ort
-
-    from sentiment_core.encoder import pad_batch
-
-    refs = manifest["reference"]
-    enc = local_encoder(bundle, manifest)
-    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    for ref in refs:  # one at a time: no padding effects
-        ids = enc.encode_ids([ref["text"]])
-        out = sess.run(None, {name: pad_batch(ids)})[0]
-        score = float(np.asarray(out).reshape(-1)[0])
-        check(abs(score - ref["score"]) <= TOL, f"local ORT score {score} != manifest {ref['score']}")
-    print(f"local onnxruntime reproduces the {len(refs)} manifest reference scores (tol {TOL})")
-
-
-def check_serving(base: str, bundle: Path):
-    manifest = verify_bundle(bundle)
-    refs = manifest["reference"]
-    texts = [r["text"] for r in refs]
-    threshold = float(manifest.get("decision", {}).get("threshold", manifest.get("threshold", 0.5)))
-
-    for path in ("/health/live", "/health/ready"):
-        status, body = http("GET", base + path)
-        check(status == 200, f"GET {path}: {status} {body}")
-    status, model = http("GET", base + "/model")
-    check(status == 200, f"GET /model: {status} {model}")
-    print(f"GET /model: {json.dumps(model)[:200]}")
-    status, metrics = http("GET", base + "/metrics")
-    check(status == 200 and isinstance(metrics, str) and "# TYPE" in metrics, f"GET /metrics: {status}")
-
-    # /predict: several texts, and the single-text form
-    status, pred = http("POST", base + "/predict", {"texts": texts})
-    check(status == 200, f"POST /predict: {status} {pred}")
-    check(pred["model"] == {"name": manifest["name"], "version": manifest["version"]},
-          f"/predict model {pred['model']} is not the bundle {manifest['name']} {manifest['version']}")
-    check(len(pred["predictions"]) == len(texts), "/predict: wrong number of predictions")
-    worst = 0.0
-    for ref, p in zip(refs, pred["predictions"]):
-        diff = abs(p["score"] - ref["score"])
-        worst = max(worst, diff)
-        check(diff <= TOL, f"/predict score {p['score']} != manifest reference {ref['score']} for {ref['text'][:60]!r}")
-        check(p["label"] == ("positive" if p["score"] >= threshold else "negative"), f"label {p['label']} vs score {p['score']}")
-        check(abs(p["probabilities"]["positive"] - p["score"]) <= 1e-6, "probabilities.positive != score")
-        check(abs(p["probabilities"]["negative"] + p["probabilities"]["positive"] - 1) <= 1e-6, "probabilities do not sum to 1")
-    print(f"POST /predict: {len(texts)} texts, scores equal the manifest reference (max |diff| {worst:.2e})")
-    status, one = http("POST", base + "/predict", {"text": texts[0]})
-    check(status == 200 and len(one["predictions"]) == 1, f"POST /predict single text: {status} {one}")
-    check(abs(one["predictions"][0]["score"] - refs[0]["score"]) <= TOL, "single-text /predict score differs")
-
-    # /tokenize against the repo's TextEncoder
-    status, tok = http("POST", base + "/tokenize", {"texts": texts})
-    check(status == 200, f"POST /tokenize: {status} {tok}")
-    enc = local_encoder(bundle, manifest)
-    for text, res, local, p in zip(texts, tok["results"], enc.encode(texts), pred["predictions"]):
-        check(res["ids"] == local.ids, f"/tokenize ids differ from the local TextEncoder for {text[:60]!r}")
-        check(res["tokens"] == local.tokens, f"/tokenize tokens differ for {text[:60]!r}")
-        check(res["length"] == len(local.ids), f"/tokenize length {res['length']} != {len(local.ids)}")
-        check(res["truncated"] == local.truncated, "/tokenize truncated flag differs")
-        check(res["unknown_tokens"] == local.unknown_tokens, "/tokenize unknown_tokens differs")
-        check(p["tokens"] == len(local.ids) and p["truncated"] == local.truncated
-              and p["unknown_tokens"] == local.unknown_tokens, "/predict token counts differ from local")
-    n_trunc = sum(r["truncated"] for r in tok["results"])
-    print(f"POST /tokenize: ids/tokens equal the local TextEncoder for all {len(texts)} texts ({n_trunc} truncated)")
-
-    # The same requests through the repo's own app in-process (fastapi TestClient)
-    try:
-        from fastapi.testclient import TestClient
-
-        from service.http.app import create_app
-        from service.settings import Settings
-    except ImportError as exc:
-        print(f"local app comparison skipped: {exc}")
-        return
-    app = create_app(Settings(model_dir=bundle), configure_logs=False)
-    with TestClient(app) as client:
-        lp = client.post("/predict", json={"texts": texts})
-        lt = client.post("/tokenize", json={"texts": texts})
-    check(lp.status_code == 200 and lt.status_code == 200, f"local app: {lp.status_code} {lt.status_code}")
-    lp, lt = lp.json(), lt.json()
-    check(lp["model"] == pred["model"], "local app serves another model")
-    check(lt == tok, "/tokenize answer differs from the local app's")
-    worst = 0.0
-    for a, b in zip(pred["predictions"], lp["predictions"]):
-        worst = max(worst, abs(a["score"] - b["score"]))
-        check(abs(a["score"] - b["score"]) <= TOL, f"container score {a['score']} != local app {b['score']}")
-        check({k: v for k, v in a.items() if k not in ("score", "probabilities")}
-              == {k: v for k, v in b.items() if k not in ("score", "probabilities")},
-              "prediction fields differ from the local app's")
-    print(f"container answers equal the local app's (TestClient; max score |diff| {worst:.2e})")
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path.cwd()))
-    mode = sys.argv[1]
-    if mode == "serve":
-        check_serving(sys.argv[2].rstrip("/"), Path(sys.argv[3]).resolve())
-    elif mode == "bundle":
-        b = Path(sys.argv[2]).resolve()
-        m = verify_bundle(b)
-        check_bundle_scores(b, m)
-        leftovers = [p.name for p in b.parent.iterdir() if p.name.endswith(".partial")]
-        check(not leftovers, f"unfinished bundles left behind: {leftovers}")
-    else:
-        raise SystemExit(f"unknown mode {mode}")
-PYEOF
+# What the README's recipe exports (with this test's port, models copy and data).
+[ -d "$DATA_DIR" ] && DATA_DIR=$(cd "$DATA_DIR" && pwd)
+export SENTIMENT_MODELS_HOST_DIR=$MODELS SENTIMENT_DATA_DIR=$DATA_DIR SENTIMENT_DATA_FILE=$DATA_FILE
+export SENTIMENT_UID=$(id -u) SENTIMENT_GID=$(id -g)
 
 api_container() {
   "$ENGINE" ps -q --filter "label=com.docker.compose.project=$PROJECT" \
@@ -306,6 +157,12 @@ except Exception as e:
   done
 }
 
+served_version() {  # the version GET /models reports for model $1
+  "$PY" -c 'import json, sys, urllib.request
+models = json.load(urllib.request.urlopen(sys.argv[1] + "/models", timeout=10))["models"]
+print(next((m["version"] for m in models if m["name"] == sys.argv[2]), ""))' "$BASE_URL" "$1"
+}
+
 # --- 1. build --------------------------------------------------------------------------------
 step "building $API_IMAGE (docker/Dockerfile)"
 t0=$SECONDS
@@ -316,15 +173,15 @@ t0=$SECONDS
 compose --profile train build train
 TRAIN_BUILD_S=$((SECONDS - t0))
 
-# --- 2. serve the committed model ---------------------------------------------------------
-step "compose up -d (api on 127.0.0.1:$PORT)"
+# --- 2. serve the committed models (README: compose up -d) ------------------------------------
+step "compose up -d (api on 127.0.0.1:$PORT, serving the copy of ./models)"
 compose up -d
 wait_ready
 CID=$(api_container)
 [ -n "$CID" ] || fail "no api container"
 
-step "checking answers against the repository's code"
-"$PY" "$TMP/check.py" serve "$BASE_URL" "$BUNDLE"
+step "checking every promoted model's answers against the repository's code"
+check serve "$BASE_URL" "$MODELS" || fail "the committed models' answers: see above"
 
 step "checking the container"
 uid=$("$ENGINE" exec "$CID" id -u)
@@ -358,35 +215,55 @@ else
   echo "healthcheck: $health"
 fi
 
-# --- 3. train a small model in the training container ----------------------------------------
+# --- 3. train in the training container, as the host user -------------------------------------
 if [ "$SKIP_TRAIN" = 1 ]; then
   echo "training skipped (SMOKE_SKIP_TRAIN=1)"
 else
   [ -f "$DATA_DIR/$DATA_FILE" ] || fail "dataset not found: $DATA_DIR/$DATA_FILE (SMOKE_DATA_DIR)"
-  mkdir -p "$TMP/models"
-  chmod 0777 "$TMP/models"  # the container writes as uid 1000
-  step "training in the container: $TRAIN_ARGS --version $SMOKE_VERSION"
+  [ -n "$OLD_VERSION" ] || fail "no promoted $TRAINED model to switch from"
+  if [ "$SENTIMENT_UID" != 1000 ]; then
+    step "training as uid 1000, who cannot write the models copy: a clear message, exit 2"
+    set +e
+    msg=$(SENTIMENT_UID=1000 SENTIMENT_GID=1000 \
+      compose --profile train run --rm -T train --limit 10 2>&1)
+    rc=$?
+    set -e
+    echo "$msg" | grep 'sentiment-train: error' || true
+    [ "$rc" = 2 ] && [[ "$msg" == *"cannot write model bundles"*"SENTIMENT_UID=\$(id -u)"* ]] \
+      || fail "an unwritable models directory: exit $rc, not 2 with the fix named: $msg"
+  fi
+
+  step "training: compose --profile train run --rm train $TRAIN_ARGS --promote --force (uid $SENTIMENT_UID)"
   t0=$SECONDS
   # shellcheck disable=SC2086  # TRAIN_ARGS is a list of flags
-  SENTIMENT_DATA_DIR=$(cd "$DATA_DIR" && pwd) SENTIMENT_DATA_FILE=$DATA_FILE \
-  SENTIMENT_MODELS_HOST_DIR=$TMP/models \
-    compose --profile train run --rm -T train $TRAIN_ARGS --version "$SMOKE_VERSION"
+  compose --profile train run --rm -T train $TRAIN_ARGS --promote --force
   TRAIN_RUN_S=$((SECONDS - t0))
-  NEW_BUNDLE=$TMP/models/sentiment-lstm/$SMOKE_VERSION
-  step "checking the new bundle"
-  "$PY" "$TMP/check.py" bundle "$NEW_BUNDLE"
+  NEW_VERSION=$(cat "$MODELS/$TRAINED/PROMOTED")
+  [ "$NEW_VERSION" != "$OLD_VERSION" ] || fail "$TRAINED/PROMOTED still names $OLD_VERSION"
+  step "checking the new bundle $TRAINED/$NEW_VERSION"
+  check bundle "$MODELS/$TRAINED/$NEW_VERSION" --owner "$SENTIMENT_UID" --promoted \
+    || fail "the new bundle: see above"
 
-  # --- 4. switch the api to the new version (the README's recipe) ----------------------------
-  step "serving the new version: SENTIMENT_MODEL_DIR=/app/models/sentiment-lstm/$SMOKE_VERSION compose up -d api"
-  SENTIMENT_MODELS_HOST_DIR=$TMP/models \
-  SENTIMENT_MODEL_DIR=/app/models/sentiment-lstm/$SMOKE_VERSION \
-    compose up -d api
-  sleep 2
+  # --- 4. switch the running api to it (README: promote, then compose restart api) -----------
+  step "compose restart api (serving $TRAINED $NEW_VERSION, promoted)"
+  compose restart api
   wait_ready
-  "$PY" "$TMP/check.py" serve "$BASE_URL" "$NEW_BUNDLE"
+  [ "$(served_version "$TRAINED")" = "$NEW_VERSION" ] \
+    || fail "after restart the api serves $TRAINED $(served_version "$TRAINED"), not $NEW_VERSION"
+  check serve "$BASE_URL" "$MODELS" || fail "the new model's answers: see above"
+
+  # --- 5. and back (README: sentiment-promote in the training image, restart) ----------------
+  step "back to $OLD_VERSION: compose --profile train run --rm --entrypoint sentiment-promote train $TRAINED $OLD_VERSION"
+  compose --profile train run --rm -T --entrypoint sentiment-promote train "$TRAINED"
+  compose --profile train run --rm -T --entrypoint sentiment-promote train "$TRAINED" "$OLD_VERSION"
+  compose restart api
+  wait_ready
+  [ "$(served_version "$TRAINED")" = "$OLD_VERSION" ] \
+    || fail "after the rollback the api serves $TRAINED $(served_version "$TRAINED")"
+  check serve "$BASE_URL" "$MODELS" || fail "the rolled-back model's answers: see above"
 fi
 
-# --- 5. sizes ------------------------------------------------------------------------------
+# --- 6. sizes ------------------------------------------------------------------------------
 step "image sizes (added over $BASE_IMAGE)"
 base_bytes=$("$ENGINE" image inspect -f '{{.Size}}' "$BASE_IMAGE")
 base_layers=$("$ENGINE" history -q "$BASE_IMAGE" | wc -l)

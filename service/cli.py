@@ -4,6 +4,7 @@ or deploy it to a Ray cluster with ``--ray ADDRESS``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -105,7 +106,9 @@ def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
     from service.http.graceful import GracefulServer
 
     server = GracefulServer(uvicorn.Config(app, **options), app.state.lifecycle, lame_duck_s)
-    server.run()
+    # Ctrl+C is re-raised as KeyboardInterrupt once shut down: done, as with uvicorn.run.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run: the app's startup failed, or the port was taken
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 
 from pydantic_core import to_json
 from starlette.datastructures import State
@@ -107,26 +108,46 @@ async def score(
             encoded = await runtime.bundle.encoder.encode_async(texts, with_tokens=False)
             rows = await runtime.batcher.submit([e.ids for e in encoded], admission)
     except TimeoutError:
-        raise RequestTimeout(
-            f"not scored within {timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
-            "the server is overloaded, retry later"
-        ) from None
+        raise _timed_out(timeout_s) from None
     finally:
         runtime.batcher.withdraw(admission)  # no-op once submitted
     return encoded, rows
 
 
+async def score_ids(
+    runtime: ModelRuntime, sequences: list[Sequence[int]], timeout_s: float
+) -> list[Row]:
+    """The output rows of sequences encoded already (e.g. /explain's variants): the same
+    queue, admission limits and timeout as ``score``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await runtime.batcher.submit(sequences)
+    except TimeoutError:
+        raise _timed_out(timeout_s) from None
+
+
+def _timed_out(timeout_s: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"not scored within {timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
+        "the server is overloaded, retry later"
+    )
+
+
 def render_predictions(runtime: ModelRuntime, encoded: list[Encoded], rows: list[Row]) -> bytes:
     """``PredictResponse`` as JSON, built from plain values (tested equal to the schema's)."""
     bundle = runtime.bundle
-    manifest = bundle.manifest
-    if manifest.output.kind == "sigmoid":
-        predictions = _binary(manifest.labels, manifest.decision.threshold, encoded, rows)
-    else:
-        predictions = _categorical(manifest.labels, manifest.polar_indices(), encoded, rows)
+    predictions = prediction_dicts(runtime, encoded, rows)
     return to_json(
         {"model": {"name": bundle.name, "version": bundle.version}, "predictions": predictions}
     )
+
+
+def prediction_dicts(runtime: ModelRuntime, encoded: list[Encoded], rows: list[Row]) -> list[dict]:
+    """One ``Prediction`` (as a dict) per text."""
+    manifest = runtime.bundle.manifest
+    if manifest.output.kind == "sigmoid":
+        return _binary(manifest.labels, manifest.decision.threshold, encoded, rows)
+    return _categorical(manifest.labels, manifest.polar_indices(), encoded, rows)
 
 
 def _binary(labels: list[str], threshold, encoded: list[Encoded], rows: list[Row]) -> list[dict]:

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
+    # explanations (service/explain/) and the web page (service/http/ui.py)
+    explain_max_tokens: int = Field(
+        512, ge=1, description="POST /explain: most tokens one text may have (else 422)"
+    )
+    max_sentences_per_request: int = Field(
+        1024, ge=1, description='/predict with "sentences": true: most sentences in one request'
+    )
+    ui: bool = Field(True, description="serve the web page at / (off: no page, API unchanged)")
+
     # security
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         [],

@@ -160,6 +160,27 @@ def _other_figures(metrics: dict) -> list[str]:
         f"- Training: {plural(training['epochs_run'], 'epoch')} (best: epoch "
         f"{training['best_epoch']}), {training['fit_seconds']:.0f} s fit on CPU"
     )
+    return lines + _initial_weights(training)
+
+
+def _initial_weights(training: dict) -> list[str]:
+    """Where the initial weights came from (issue 16 options), when not from random init."""
+    lines = []
+    if vectors := training.get("vectors"):
+        lines.append(
+            f"- Embedding initialised from {vectors['vectors']}: {vectors['found']:,} of "
+            f"{vectors['words']:,} words, in {vectors['dims_from_vectors']} of "
+            f"{vectors['embedding_dim']} dimensions; the others random"
+        )
+    if pre := training.get("pretraining"):
+        last = pre["perplexity"][-1] if pre.get("perplexity") else {}
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in last.items() if k != "other_share")
+        lines.append(
+            f"- Encoder pretrained as a language model on {pre['texts']:,} training texts "
+            f"({plural(len(pre['seconds_per_epoch']), 'epoch')}, {pre['seconds']:.0f} s"
+            f"{', reused from the cache' if pre.get('cache') == 'hit' else ''}); held-out "
+            f"perplexity {shown or 'not measured'}"
+        )
     return lines
 
 

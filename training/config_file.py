@@ -29,7 +29,10 @@ from training.sources import SourceSpec, default_label_map
 
 __all__ = ["ConfigError", "Plan", "default_plan", "load_plan", "read_train_table"]
 
-TOP_KEYS = {"labels", "data_dir", "train", "sources"}
+# Tables of flags under a prefix: [pretrain] epochs = 3 is pretrain_epochs = 3 (and, unless
+# it says enabled = false, switches pretraining on); [finetune] lr_ratio = 0.5 likewise.
+PREFIXED_TABLES = ("pretrain", "finetune")
+TOP_KEYS = {"labels", "data_dir", "train", "sources", *PREFIXED_TABLES}
 
 
 @dataclass(frozen=True)
@@ -67,19 +70,28 @@ def read_train_table(path: str) -> dict:
         raise ConfigError(
             f"{path}: unknown key {sorted(unknown)[0]!r} (expected {sorted(TOP_KEYS)})"
         )
-    table = document.get("train", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [train] must be a table of flag values")
     fields = {f.name: f for f in config_fields() if f.name != "config"}
     values = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        if name not in fields:
-            raise ConfigError(
-                f"{path}: [train] has no setting {key!r} (see sentiment-train --help)"
-            )
-        values[name] = _typed(fields[name], value, f"{path}: [train] {key}")
+    for table_name in ("train", *PREFIXED_TABLES):
+        table = document.get(table_name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{table_name}] must be a table of flag values")
+        if table_name == "pretrain" and "pretrain" in document:
+            values["pretrain"] = True  # the table's presence switches it on
+        for key, value in table.items():
+            name = _setting_name(table_name, key.replace("-", "_"))
+            if name not in fields:
+                raise ConfigError(
+                    f"{path}: [{table_name}] has no setting {key!r} (see sentiment-train --help)"
+                )
+            values[name] = _typed(fields[name], value, f"{path}: [{table_name}] {key}")
     return values
+
+
+def _setting_name(table: str, key: str) -> str:
+    if table == "train":
+        return key
+    return table if key == "enabled" else f"{table}_{key}"
 
 
 def _typed(f, value, where: str):

@@ -15,6 +15,7 @@ from sentiment_core.batching import length_sorted_batches
 from sentiment_core.encoder import TextEncoder, pad_batch
 from training.config import Config
 from training.data import length_bucketed_batches
+from training.finetune import make_optimizer, set_initial_weights
 from training.model import ModelConfig, build_model
 from training.progress import EpochProgress
 from training.sources import Example
@@ -55,17 +56,22 @@ def fit_model(
     validation: Rows,
     rng: np.random.Generator,
     log: Callable[[str], None],
+    initial_weights: dict[str, list[np.ndarray]] | None = None,
 ):
-    """Train; returns (the model with its best epoch's weights, history, fit seconds)."""
+    """Train; returns (the model with its best epoch's weights, history, fit seconds).
+
+    ``initial_weights``: layer name → arrays (a pretrained embedding and recurrent layer,
+    or word vectors), set before training; the other layers start from their random init.
+    """
     model = build_model(model_cfg)
+    set_initial_weights(model, initial_weights or {}, cfg.finetune_head)
     steps = -(-len(train.ids) // cfg.batch_size)
     learning_rate = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=steps, decay_rate=cfg.lr_decay
     )
+    optimizer, finetune_callbacks = make_optimizer(model, cfg, learning_rate, log)
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            learning_rate=learning_rate, weight_decay=cfg.weight_decay, clipnorm=1.0
-        ),
+        optimizer=optimizer,
         loss="binary_crossentropy" if model_cfg.outputs == 1 else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -81,6 +87,7 @@ def fit_model(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True
             ),
             EpochProgress(cfg.epochs, steps, len(train.ids), log),
+            *finetune_callbacks,
         ],
     ).history
     return model, history, time.monotonic() - started

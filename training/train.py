@@ -8,7 +8,8 @@ Top to bottom:
    of each source's training rows (IMDB: movies), or its validation files
 3. tokenizer: vocabulary from the training rows only, saved as tokenizer.json
 4. model: Embedding → (Bi)LSTM → Dense (sigmoid for two labels, softmax for more),
-   length-bucketed batches, early stopping on the pooled validation loss
+   length-bucketed batches, early stopping on the pooled validation loss; optionally
+   started from word vectors and/or a language model pretrained on the training texts
 5. export: tf2onnx → one fused ONNX LSTM node; ORT vs Keras parity on texts of every source
 6. evaluate once, at the end, through onnxruntime: every test split, per source and pooled,
    beside the TF-IDF + logistic regression baseline trained on the same rows
@@ -32,6 +33,7 @@ from sentiment_core.bundle import promote
 from training.cli import (
     SetupError,
     check_training_stack,
+    check_vectors,
     check_writable,
     fail,
     models_folder,
@@ -86,7 +88,9 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
     encoder, splits, class_weights = _encode(cfg, plan, corpus, work_dir, log)
 
     # -- 4. model ----------------------------------------------------------------------
-    model, model_cfg, history, fit_seconds = _fit(cfg, config, encoder, splits, rng, work_dir, log)
+    model, model_cfg, history, fit_seconds, init = _fit(
+        cfg, config, encoder, splits, rng, work_dir, log
+    )
 
     # -- 5-7. export + parity, evaluation (test splits once), baseline, int8 -----------------
     metrics = evaluate_bundle(cfg, labels, model, model_cfg, encoder, corpus, splits, work_dir, log)
@@ -96,6 +100,7 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
         "epochs_run": len(history["loss"]),
         "best_epoch": int(np.argmin(history["val_loss"])) + 1,
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+        **init,  # "vectors", "pretraining": what the initial weights came from
     }
 
     # -- 8. bundle ---------------------------------------------------------------------------
@@ -152,16 +157,22 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
 def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     from training.fit import fit_model
     from training.model import ModelConfig, build_model
+    from training.pretrain import initial_weights
 
     model_cfg = ModelConfig.from_training_config(config, encoder.vocab_size)
-    model, history, fit_seconds = fit_model(model_cfg, cfg, splits[0], splits[1], rng, log)
+    # 4a. word vectors and/or language-model pretraining (training/pretrain.py); off: None
+    vocab = encoder.tokenizer.get_vocab()
+    initial, init_report = initial_weights(cfg, model_cfg, splits[0], vocab, log)
+    model, history, fit_seconds = fit_model(
+        model_cfg, cfg, splits[0], splits[1], rng, log, initial_weights=initial
+    )
     best = int(np.argmin(history["val_loss"])) + 1
     log(f"fit: {fit_seconds:.0f} s; best: epoch {best} of {len(history['loss'])}")
     # Weights only (no optimizer state): with config.json they rebuild the exact Keras model.
     inference_copy = build_model(model_cfg)
     inference_copy.set_weights(model.get_weights())
     inference_copy.save_weights(work_dir / "keras.weights.h5")
-    return model, model_cfg, history, fit_seconds
+    return model, model_cfg, history, fit_seconds, init_report
 
 
 def _write_bundle(cfg, plan, version, config, encoder, corpus, metrics, history, work_dir):
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.promote and cfg.limit and not cfg.force:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
+        check_vectors(cfg)
         load_plan(cfg)
         check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:

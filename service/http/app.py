@@ -16,7 +16,9 @@ from service.http.fastpath import PredictFastPath
 from service.http.lifecycle import Lifecycle, ShutdownGate
 from service.http.middleware import BodyLimitMiddleware, HeadAsGet, RequestContextMiddleware
 from service.http.routes import router
+from service.http.routes_explain import router as explain_router
 from service.http.schemas import ErrorResponse
+from service.http.ui import install_docs, install_page
 from service.http.v2 import router as v2_router
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         version=package_version(),
         summary="LSTM sentiment classifiers served with onnxruntime and dynamic batching.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from the package's own files (ui.py)
+        redoc_url=None,
         # FastAPI's native OpenTelemetry layer looks up the global OTel providers on every
         # request, on the event loop. The service reports through /metrics, request ids
         # and logs; OTel is opt-in.
@@ -64,19 +68,27 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.metrics = metrics
     app.state.models = registry
     # Moved on by sentiment-serve's GracefulServer on SIGTERM; stays "serving" elsewhere.
-    app.state.lifecycle = lifecycle = Lifecycle(metrics)
-    app.include_router(router)
-    app.include_router(v2_router)
+    app.state.lifecycle = Lifecycle(metrics)
+    _install_routes(app, settings)
     install_error_handlers(app)
-    _install_middleware(app, settings, keys, lifecycle)
+    _install_middleware(app, settings, keys)
+    app.state.routes = _route_paths(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, routes=app.state.routes)
     return app
 
 
-def _install_middleware(
-    app: FastAPI, settings: Settings, keys: ApiKeys, lifecycle: Lifecycle
-) -> None:
-    """The middleware stack. Outermost last: request context → CORS → shutdown gate →
-    API keys → body limit → HEAD as GET → fast path → routes."""
+def _install_routes(app: FastAPI, settings: Settings) -> None:
+    app.include_router(router)
+    app.include_router(v2_router)
+    app.include_router(explain_router)
+    install_docs(app)
+    if settings.ui:
+        install_page(app)
+
+
+def _install_middleware(app: FastAPI, settings: Settings, keys: ApiKeys) -> None:
+    # Outermost last: request context → CORS → shutdown gate → API keys → body limit →
+    # HEAD as GET → fast path → routes.
     if settings.fast_path:  # innermost: every check above still applies
         app.add_middleware(PredictFastPath)
     app.add_middleware(HeadAsGet)
@@ -85,7 +97,7 @@ def _install_middleware(
         app.add_middleware(ApiKeyMiddleware, keys=keys)
     # While the server closes (SIGTERM), 503 + Retry-After for everything: inside the
     # request context (request id, logs, metrics) and CORS, before a key is even looked at.
-    app.add_middleware(ShutdownGate, lifecycle=lifecycle)
+    app.add_middleware(ShutdownGate, lifecycle=app.state.lifecycle)
     if settings.cors_origins:  # off unless configured
         app.add_middleware(
             CORSMiddleware,
@@ -95,8 +107,6 @@ def _install_middleware(
         )
     if keys.enabled:
         declare_api_keys(app)
-    app.state.routes = _route_paths(app)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, routes=app.state.routes)
 
 
 def declare_api_keys(app: FastAPI) -> None:
@@ -130,5 +140,6 @@ def package_version() -> str:
 
 
 def _route_paths(app: FastAPI) -> set[str]:
-    # The router's own list too: requests answered by PredictFastPath never reach routing.
-    return {getattr(r, "path", "") for r in [*app.routes, *router.routes, *v2_router.routes]}
+    # The routers' own lists too: requests answered by PredictFastPath never reach routing.
+    routers = (router, v2_router, explain_router)
+    return {getattr(r, "path", "") for r in [*app.routes, *(r for x in routers for r in x.routes)]}

@@ -8,8 +8,9 @@ the same limits and the same pipeline as the route, the same response.
 
 Anything else goes to the FastAPI app unchanged, with the body already read replayed:
 another path or method, a Content-Type that is not JSON (or several), a chunked body, a
-client that leaves mid-body, and every body that fails validation, so each 4xx answer is
-the route's own. Tests check that both give identical answers.
+client that leaves mid-body, every body that fails validation (so each 4xx answer is the
+route's own), and requests asking for sentences (not the hot path). Tests check that
+both give identical answers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class PredictFastPath:
             request = PredictRequest.model_validate_json(body)
             texts = validated_texts(request, scope["app"].state.settings)
         except (ValidationError, ServiceError):
+            return await self.app(scope, _replay(messages, receive), send)
+        if request.sentences:  # not the hot path: the route answers these
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:

@@ -14,6 +14,7 @@ from service.errors import (
     InvalidInput,
     UnsupportedMediaType,
 )
+from service.explain import by_sentence
 from service.http.admin_auth import AuthFirstRoute, require_admin
 from service.http.schemas import (
     ActivateModelRequest,
@@ -106,14 +107,19 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     """Sentiment of one text (`text`) or several (`texts`), in input order.
 
     `model` picks a served model (`GET /models`); without it, the default model answers.
+    With `"sentences": true` each prediction also lists its sentences (offsets in Unicode
+    code points into the text) with their labels, and `mixed` says whether confident
+    sentences disagree.
     """
     # The hot path: no injected dependencies, and bytes rendered by the pipeline (FastAPI's
     # dependency solving and response re-validation cost more than encoding a review).
     texts = pipeline.validated_texts(body, request.app.state.settings)
     request.scope["state"]["texts"] = len(texts)
-    content = await pipeline.predict_json(
-        request.app.state, texts, body.model, request.scope["state"]
-    )
+    scope_state = request.scope["state"]
+    if body.sentences:  # (the fast path hands these requests to this route)
+        content = await by_sentence.predict_json(request.app.state, texts, body.model, scope_state)
+    else:
+        content = await pipeline.predict_json(request.app.state, texts, body.model, scope_state)
     return Response(content, media_type="application/json")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+
+from service.http.examples import SENTENCES_EXAMPLE
 
 _EXAMPLE_TEXT = "A wonderful film: sharp writing, superb acting, and an ending I loved."
 # Beyond this many keys a body is refused with one error instead of one per unknown key:
@@ -68,7 +70,19 @@ class TextsRequest(BaseModel):
 
 
 class PredictRequest(TextsRequest):
-    pass
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"text": _EXAMPLE_TEXT},
+                {"texts": [_EXAMPLE_TEXT, "Dull, predictable and far too long."]},
+                {"text": "The food was excellent. The service was terrible.", "sentences": True},
+            ]
+        },
+    )
+
+    sentences: StrictBool = Field(
+        False, description="also score each sentence (offsets in code points; see 'sentences')"
+    )
 
 
 class TokenizeRequest(TextsRequest):
@@ -87,6 +101,14 @@ class ModelRef(BaseModel):
     version: str
 
 
+class SentencePrediction(BaseModel):
+    text: str = Field(description="the sentence exactly as sent: the input's [start:end]")
+    start: int = Field(description="offset into the input text, in Unicode code points")
+    end: int = Field(description="end offset (exclusive), in Unicode code points")
+    label: str
+    probabilities: dict[str, float]
+
+
 class Prediction(BaseModel):
     label: str = Field(description="one of the model's labels (GET /models), by its decision rule")
     score: float = Field(
@@ -98,6 +120,14 @@ class Prediction(BaseModel):
     tokens: int = Field(description="number of token ids the model saw")
     truncated: bool
     unknown_tokens: int
+    sentences: list[SentencePrediction] | None = Field(
+        None, description='only with "sentences": true: each sentence, scored on its own'
+    )
+    mixed: bool | None = Field(
+        None,
+        description='only with "sentences": true: confident sentences disagree (one positive '
+        "and one negative, each with probability >= 0.8)",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -116,7 +146,8 @@ class PredictResponse(BaseModel):
                             "unknown_tokens": 0,
                         }
                     ],
-                }
+                },
+                SENTENCES_EXAMPLE,
             ]
         }
     )

@@ -52,10 +52,32 @@ _INFER_ERRORS = {
     500: _error("Inference failed for the batch holding this request; retry is safe"),
     504: _error("Not scored within SENTIMENT_REQUEST_TIMEOUT_S"),
 }
+
+
+def _inlined(schema: dict) -> dict:
+    """``schema`` with its ``$defs`` references replaced by the definitions: an OpenAPI
+    document has no ``#/$defs`` (ReDoc fails on one), and these models are not recursive."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
+
+
 _INFER_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": wire.InferRequest.model_json_schema()}},
+        "content": {
+            "application/json": {"schema": _inlined(wire.InferRequest.model_json_schema())}
+        },
     }
 }
 _INFER_200 = {

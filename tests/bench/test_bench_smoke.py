@@ -121,3 +121,22 @@ def test_ab_alternates_two_servers_and_reports_the_ratio(tmp_path: Path) -> None
         assert piece["ratio"] == pytest.approx(piece["b"] / piece["a"])
     assert summary["rounds"] == [piece["ratio"] for piece in summary["slices"]]
     assert summary["median_ratio"] > 0 and "B/A median of rounds" in done.stdout
+
+
+def test_explain_bench_measures_both_endpoints_alone_and_together(tmp_path: Path) -> None:
+    out = tmp_path / "explain.json"
+    done = run_module(
+        *("bench.explain", "--duration", "1", "--rounds", "1", "--predict-concurrency", "4"),
+        *("--work", str(tmp_path), "--out", str(out)),
+    )
+    (round_,) = json.loads(out.read_text())["rounds"]
+    phases = {
+        "predict alone": {"predict"},
+        "explain alone": {"explain"},
+        "both": {"predict", "explain"},
+    }
+    assert {phase: set(loads) for phase, loads in round_.items()} == phases
+    for loads in round_.values():
+        for figures in loads.values():
+            assert figures["req_s"] > 0 and figures["errors"] == 0, figures
+    assert "| both | /explain |" in done.stdout

@@ -18,8 +18,10 @@ import pytest
 
 from tests.support.reliability import (
     ADMIN_TOKEN,
+    LIVE_EXPLAIN_TOKENS,
     LIVE_MAX_BODY,
     LIVE_MAX_CHARS,
+    LIVE_MAX_SENTENCES,
     LIVE_MAX_TEXTS,
     Tally,
     assert_no_traceback,
@@ -30,8 +32,8 @@ from tests.support.reliability import (
 
 JSON_CT = {"content-type": "application/json"}
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-GET_PATHS = ("/health/live", "/health/ready", "/model", "/metrics")
-POST_PATHS = ("/predict", "/tokenize", "/admin/model")
+GET_PATHS = ("/health/live", "/health/ready", "/model", "/metrics", "/", "/docs")
+POST_PATHS = ("/predict", "/tokenize", "/explain", "/admin/model")
 ODD_METHODS = ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 DEEP = 100_000  # nesting depth: far beyond any recursion limit
 
@@ -144,6 +146,56 @@ def text_defects(path: str) -> list[Bad]:
     ]  # fmt: skip
 
 
+def sentence_defects() -> list[Bad]:
+    """/predict's ``sentences`` field."""
+
+    def bad(id_, value, says=(), names="sentences") -> Bad:
+        return Bad(f"/predict {id_}", j(value), 422, "invalid_input", says, names=names)
+
+    many = "Fine. " * (LIVE_MAX_SENTENCES + 1)
+    return [
+        bad("sentences as a string", {"text": "a", "sentences": "yes"}, ("sentences", "boolean")),
+        bad("sentences as a number", {"text": "a", "sentences": 1}, ("sentences", "boolean")),
+        bad("sentences null", {"text": "a", "sentences": None}, ("sentences", "boolean")),
+        bad("sentences as a list", {"text": "a", "sentences": [True]}, ("sentences", "boolean")),
+        bad("sentences with a blank text", {"texts": ["a", " "], "sentences": True},
+            ("texts[1]", "empty"), "texts[1]"),
+        bad("too many sentences", {"text": many, "sentences": True},
+            (f"{LIVE_MAX_SENTENCES + 1} sentences", "SENTIMENT_MAX_SENTENCES_PER_REQUEST")),
+        bad("too many sentences over texts", {"texts": [many[:30]] * 4, "sentences": True},
+            ("20 sentences", f"limit is {LIVE_MAX_SENTENCES}")),
+    ]  # fmt: skip
+
+
+def explain_defects() -> list[Bad]:
+    """/explain takes one ``text`` (and ``model``); its token limit is its own."""
+
+    def bad(id_, value, says=(), names=None, status=422, code="invalid_input") -> Bad:
+        return Bad(f"/explain {id_}", j(value), status, code, says, path="/explain", names=names)
+
+    over = "y" * (LIVE_MAX_CHARS + 1)
+    return [
+        bad("neither", {}, ("text", "required"), "text"),
+        bad("texts instead of text", {"texts": ["a"]}, ("'texts'", "expected 'text'"), "texts"),
+        bad("both text and texts", {"text": "a", "texts": ["b"]}, ("'texts'", "expected 'text'")),
+        bad("null text", {"text": None}, ("text", "string"), "text"),
+        bad("number as text", {"text": 5}, ("text", "string"), "text"),
+        bad("list as text", {"text": ["a"]}, ("text", "string"), "text"),
+        bad("sentences field", {"text": "a", "sentences": True}, ("'sentences'", "expected 'text'")),
+        bad("over-long text", {"text": over}, (f"{LIVE_MAX_CHARS + 1} characters",), "text"),
+        bad("empty text", {"text": ""}, ("empty or only whitespace",), "text"),
+        bad("whitespace text", {"text": "\u3000 \n"}, ("empty or only whitespace",), "text"),
+        bad("NUL", {"text": "good\x00film"}, ("control characters",), "text"),
+        bad("lone surrogate", {"text": "good \ud800 film"}, ("surrogate",), "text"),
+        bad("over the token limit", {"text": "ok " * (LIVE_EXPLAIN_TOKENS + 1)},
+            (f"{LIVE_EXPLAIN_TOKENS + 1} tokens", "SENTIMENT_EXPLAIN_MAX_TOKENS"), "text"),
+        bad("over the token limit in punctuation", {"text": "!" * (LIVE_EXPLAIN_TOKENS + 1)},
+            (f"at most {LIVE_EXPLAIN_TOKENS}",), "text"),
+        bad("unknown model", {"text": "a", "model": "nope"}, ("nope",), "model", 404, "not_found"),
+        bad("model as a number", {"text": "a", "model": 3}, ("model", "string"), "model"),
+    ]  # fmt: skip
+
+
 def admin_defects() -> list[Bad]:
     def bad(id_, value, says=(), status=422, code="invalid_input", headers=None) -> Bad:
         headers = {**JSON_CT, **(AUTH if headers is None else headers)}
@@ -222,6 +274,8 @@ def method_defects() -> list[Bad]:
 CASES = [
     *(c for p in POST_PATHS for c in body_defects(p)),
     *(c for p in ("/predict", "/tokenize") for c in text_defects(p)),
+    *sentence_defects(),
+    *explain_defects(),
     *admin_defects(),
     *method_defects(),
 ]

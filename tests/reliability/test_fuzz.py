@@ -21,12 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import InvalidInput
+from service.explain.sentences import sentence_spans
 from service.http.schemas import PredictRequest
 from service.pipeline import validated_texts
 from service.settings import Settings
 from tests.support.reliability import (
     ADMIN_TOKEN,
+    LIVE_EXPLAIN_TOKENS,
     LIVE_MAX_CHARS,
+    LIVE_MAX_SENTENCES,
     LIVE_MAX_TEXTS,
     assert_no_traceback,
     request_statuses,
@@ -62,6 +65,7 @@ near_valid = st.fixed_dictionaries(
     optional={
         "text": st.one_of(tricky_text, json_value),
         "texts": st.one_of(st.lists(tricky_text, max_size=LIVE_MAX_TEXTS + 1), json_value),
+        "sentences": st.one_of(st.booleans(), json_value),
         "extra": json_value,
     },
 )
@@ -70,6 +74,7 @@ plain_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1,
 mostly_valid = st.one_of(
     st.builds(lambda t: {"text": t}, plain_text),
     st.builds(lambda ts: {"texts": ts}, st.lists(plain_text, min_size=1, max_size=LIVE_MAX_TEXTS)),
+    st.builds(lambda t: {"text": t, "sentences": True}, st.lists(plain_text).map(". ".join)),
 )
 bodies = st.one_of(mostly_valid, near_valid, json_value)
 
@@ -80,9 +85,11 @@ FUZZ_SETTINGS = settings(
 )
 
 
-def valid_texts(body) -> list[str] | None:
+def valid_texts(body, fields=("text", "texts", "sentences")) -> list[str] | None:
     """The oracle: the texts a body asks for, or None if the API must refuse it (422)."""
-    if not isinstance(body, dict) or set(body) - {"text", "texts"}:
+    if not isinstance(body, dict) or set(body) - set(fields):
+        return None
+    if not isinstance(body.get("sentences", False), bool):
         return None
     text, texts = body.get("text"), body.get("texts")
     if (text is None) == (texts is None):
@@ -130,12 +137,48 @@ def test_predict_any_json_body(client, bundle, body):
         assert response.status_code in (413, 422), (body, response.text[:300])
         assert response.json()["error"]["code"] in ("invalid_input", "payload_too_large")
         return
+    if body.get("sentences") and sum(len(sentence_spans(t)) for t in texts) > LIVE_MAX_SENTENCES:
+        assert response.status_code == 422 and "sentences" in response.text, response.text[:300]
+        return
     assert response.status_code == 200, (body, response.text[:300])
     predictions = response.json()["predictions"]
     assert len(predictions) == len(texts)
     for text, p in zip(texts, predictions, strict=True):
         assert 0.0 <= p["score"] <= 1.0
         assert p["tokens"] == len(bundle.encoder.encode([text])[0].ids)
+        assert ("sentences" in p) == bool(body.get("sentences"))
+        for sentence in p.get("sentences", []):
+            assert text[sentence["start"] : sentence["end"]] == sentence["text"]
+
+
+explain_bodies = st.one_of(
+    st.builds(lambda t: {"text": t}, plain_text),
+    st.fixed_dictionaries(
+        {}, optional={"text": st.one_of(tricky_text, json_value), "extra": json_value}
+    ),
+    json_value,
+)
+
+
+@FUZZ_SETTINGS
+@given(body=explain_bodies)
+def test_explain_any_json_body(client, bundle, body):
+    response, body = post_json(client, "/explain", body)
+    assert_no_traceback(response.content, "/explain fuzz")
+    texts = valid_texts(body, fields=("text",))
+    if texts is None or body.get("text") is None:
+        assert response.status_code in (413, 422), (body, response.text[:300])
+        return
+    (text,) = texts
+    encoded = bundle.encoder.encode([text])[0]
+    if encoded.original_length > LIVE_EXPLAIN_TOKENS:
+        assert response.status_code == 422 and "SENTIMENT_EXPLAIN_MAX_TOKENS" in response.text
+        return
+    assert response.status_code == 200, (body, response.text[:300])
+    data = response.json()
+    assert len(data["tokens"]) == encoded.original_length
+    for token in data["tokens"]:
+        assert text[token["start"] : token["end"]] == token["text"]
 
 
 @FUZZ_SETTINGS
@@ -143,7 +186,7 @@ def test_predict_any_json_body(client, bundle, body):
 def test_tokenize_any_json_body(client, bundle, body):
     response, body = post_json(client, "/tokenize", body)
     assert_no_traceback(response.content, "/tokenize fuzz")
-    texts = valid_texts(body)
+    texts = valid_texts(body, fields=("text", "texts"))
     if texts is None:
         assert response.status_code in (413, 422), (body, response.text[:300])
         return
@@ -265,6 +308,7 @@ def test_openapi_declares_every_error_the_routes_return(live):
     must = {
         ("post", "/predict"): {413, 415, 422, 500, 503, 504},
         ("post", "/tokenize"): {413, 415, 422, 503},
+        ("post", "/explain"): {404, 413, 415, 422, 500, 503, 504},
         ("post", "/admin/model"): {401, 404, 413, 415, 422},
         ("get", "/model"): {413, 503},
         ("get", "/health/live"): {413},

@@ -27,6 +27,8 @@ from tests.support.servers import NEGATIVE_TEXT, POSITIVE_TEXT, copy_bundle
 LIVE_MAX_TEXTS = 4
 LIVE_MAX_CHARS = 400
 LIVE_MAX_BODY = 1024 * 1024  # room for 100k-deep nesting (600 kB)
+LIVE_EXPLAIN_TOKENS = 64  # /explain's limit (SENTIMENT_EXPLAIN_MAX_TOKENS), under the chars
+LIVE_MAX_SENTENCES = 16  # sentences per /predict request (SENTIMENT_MAX_SENTENCES_PER_REQUEST)
 ADMIN_TOKEN = "reliability-admin-token-0123456789"
 
 # What a Python traceback looks like in text; no response body may contain either.

@@ -142,3 +142,18 @@ async def test_served_predictions_are_right_on_obvious_texts(bundle_dir):
     for p in predictions:
         assert set(p["probabilities"]) == {"negative", "neutral", "positive"}
         assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_compare_scores_the_test_split_as_the_job_did(bundle_dir, tmp_path, capsys):
+    """python -m training.compare: the same figures as the job's own test scoring."""
+    from training.compare import main as compare
+
+    out = tmp_path / "compare.json"
+    config = bundle_dir.parents[2] / "shop.toml"
+    assert compare(["--config", str(config), "--json", str(out), str(bundle_dir)]) == 0
+    figures = json.loads(out.read_text())[str(bundle_dir)]["shop"]
+    job = json.loads((bundle_dir / "metrics.json").read_text())["sources"]["shop"]["test"]
+    assert figures["rows"] == "90 of 90"
+    assert figures["accuracy"] == pytest.approx(job["accuracy"], abs=1e-9)
+    assert figures["average_recall"] == pytest.approx(job["average_recall"], abs=1e-9)
+    assert f"| {bundle_dir} | shop | 90 of 90 |" in capsys.readouterr().out

@@ -33,7 +33,9 @@ TEXTS = [
 
 
 def score(tmp_path: Path, *argv: str) -> int:
-    return run(parser().parse_args([*argv, "-q"]))
+    # The binary test bundle unless a test names a model (the default model has 3 labels).
+    model = [] if "--model" in argv else ["--model", BINARY_MODEL]
+    return run(parser().parse_args([*argv, *model, "-q"]))
 
 
 def read_csv(path: Path, delimiter: str = ",") -> list[dict]:

@@ -42,7 +42,8 @@ def command(*argv: str) -> list[str]:
 
 def environment(**settings: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    return {**env, **settings}
+    # The binary test bundle by default, as the test servers serve (not sentiment-general).
+    return {**env, "SENTIMENT_DEFAULT_MODEL": BINARY_MODEL, **settings}
 
 
 def run(*argv: str, stdin: bytes = b"", timeout: float = 120, **settings: str):

