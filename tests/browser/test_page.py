@@ -271,3 +271,39 @@ def test_docs_render_offline(browser, live):
         e for e in console_errors(browser) if "cdn.redoc.ly/redoc/logo-mini.svg" not in e["message"]
     ]
     assert errors == []
+
+
+def test_with_api_keys_the_page_asks_for_one_and_uses_it(browser, tmp_path):
+    """SENTIMENT_API_KEYS on: the page loads (open), its API calls get 401 until a key is
+    entered; with the key it lists the models and shows the API's answer."""
+    key = "browser-test-key-0123456789"
+    with Server(tmp_path, SENTIMENT_API_KEYS=key, SENTIMENT_LOG_LEVEL="warning") as server:
+        browser.get(f"{server.base}/")
+        browser.execute_script("sessionStorage.clear()")
+        browser.get(f"{server.base}/")
+        key_row = browser.find_element(By.ID, "key-row")
+        WebDriverWait(browser, WAIT_S).until(lambda d: key_row.is_displayed())
+        error = browser.find_element(By.ID, "error")
+        WebDriverWait(browser, WAIT_S).until(lambda d: "(401)" in error.text)
+        assert "API key" in error.text
+
+        field = browser.find_element(By.ID, "api-key")
+        field.send_keys(key)
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#model option")
+        )
+        assert not error.is_displayed()
+
+        text = "Loved every minute of it."
+        analyse(browser, server.base, text)  # reloads the page: the key stays in the tab
+        assert browser.find_element(By.ID, "api-key").get_attribute("value") == key
+        want = httpx.post(
+            f"{server.base}/predict",
+            json={"text": text},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=10,
+        ).json()["predictions"][0]["label"]
+        assert browser.find_element(By.ID, "label").text.startswith(want)
+        browser.execute_script("sessionStorage.clear()")
+    browser.get_log("browser")

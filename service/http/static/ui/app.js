@@ -12,6 +12,7 @@ const AGAINST_RGB = [100, 116, 139];
 const STRONG = 0.25; // share of the largest |weight| from which a word counts as highlighted
 
 let labelsOfModel = {}; // model name -> its labels (GET /models)
+const KEY_STORE = "sentiment-api-key"; // sessionStorage: this tab only, gone when it closes
 
 function rgb(label) {
   return RGB[label] || OTHER_RGB;
@@ -33,15 +34,27 @@ function percent(p) {
 }
 
 // -- the API ------------------------------------------------------------------------------
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// With SENTIMENT_API_KEYS set, every call needs a key: asked for on the first 401.
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORE) || "";
+}
 
 async function api(path, body) {
+  const headers = { accept: "application/json" };
+  if (apiKey()) headers.authorization = `Bearer ${apiKey()}`;
   const init =
     body === undefined
-      ? { headers: { accept: "application/json" } }
+      ? { headers }
       : {
           method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json" },
+          headers: { ...headers, "content-type": "application/json" },
           body: JSON.stringify(body),
         };
   let response;
@@ -56,7 +69,8 @@ async function api(path, body) {
   } catch (err) {
     data = null; // not JSON: described by its status below
   }
-  if (!response.ok) throw new ApiError(describeError(response, data));
+  if (response.status === 401) $("key-row").hidden = false;
+  if (!response.ok) throw new ApiError(describeError(response, data), response.status);
   return data;
 }
 
@@ -68,6 +82,7 @@ function describeError(response, data) {
   const status = response.status;
   let text;
   if (status === 422) text = `The service refused this text (422): ${said}`;
+  else if (status === 401) text = `This service needs an API key (401): enter one above. ${said}`;
   else if (status === 503) {
     const wait = response.headers.get("retry-after");
     text = `The service is busy or not ready (503): ${said}`;
@@ -89,6 +104,7 @@ async function loadModels() {
     models = data.models;
     chosen = data.default;
   } catch (err) {
+    if (err.status === 401) throw err;
     const single = await api("model"); // a service without GET /models
     models = [single];
     chosen = single.name;
@@ -277,8 +293,25 @@ async function analyseText(text) {
   document.body.dataset.state = "done";
 }
 
+function listModels() {
+  showError("");
+  loadModels().catch((err) => showError(`Could not list the models. ${err.message}`));
+}
+
+function useKey() {
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(KEY_STORE, key);
+  else sessionStorage.removeItem(KEY_STORE);
+  listModels();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("form").addEventListener("submit", analyse);
   $("model").addEventListener("change", showModelInfo);
-  loadModels().catch((err) => showError(`Could not list the models. ${err.message}`));
+  $("api-key").addEventListener("change", useKey);
+  if (apiKey()) {
+    $("api-key").value = apiKey();
+    $("key-row").hidden = false;
+  }
+  listModels();
 });
