@@ -305,5 +305,8 @@ def test_with_api_keys_the_page_asks_for_one_and_uses_it(browser, tmp_path):
             timeout=10,
         ).json()["predictions"][0]["label"]
         assert browser.find_element(By.ID, "label").text.startswith(want)
+        # One sentence cannot disagree with itself: no "mixed feelings" chip (the chip's
+        # display: inline-block once overrode its hidden attribute).
+        assert not browser.find_element(By.ID, "mixed").is_displayed()
         browser.execute_script("sessionStorage.clear()")
     browser.get_log("browser")
