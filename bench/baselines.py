@@ -39,6 +39,7 @@ ORT_THREADS_ENV = "BENCH_ORT_THREADS"
 ORT_VARIANT_ENV = "BENCH_ORT_VARIANT"  # default: the service's default model variant
 # A score with as many digits as a real one, so (e)'s response is as long as the service's.
 _FIXED_SCORE = 0.7316283154487610
+ECHO_LABELS = ("negative", "positive")
 
 ScoreFn = Callable[[list[list[int]]], Any]  # the model's output rows (n, columns)
 
@@ -48,10 +49,10 @@ def _bundle_dir() -> Path:
     return Path(given) if given else Settings().resolved_model_dir()
 
 
-def _response(model: ModelRef, manifest, outputs, encoded: list) -> PredictResponse:
-    """The service's answer shape from the model's output rows, by the bundle's own rule."""
-    probabilities = manifest.probabilities(outputs)
-    labels, scores = manifest.labels, manifest.scores(outputs)
+def _response(
+    model: ModelRef, labels: Sequence[str], predicted, scores, probabilities, encoded: list
+) -> PredictResponse:
+    """The service's answer shape: per text its label index, score and probabilities."""
     return PredictResponse(
         model=model,
         predictions=[
@@ -63,27 +64,20 @@ def _response(model: ModelRef, manifest, outputs, encoded: list) -> PredictRespo
                 truncated=e.truncated,
                 unknown_tokens=e.unknown_tokens,
             )
-            for e, i, score, p in zip(
-                encoded, manifest.predicted(outputs), scores, probabilities, strict=True
-            )
+            for e, i, score, p in zip(encoded, predicted, scores, probabilities, strict=True)
         ],
     )
 
 
-def _binary_response(model: ModelRef, scores: Sequence[float], encoded: list) -> PredictResponse:
-    return PredictResponse(
-        model=model,
-        predictions=[
-            Prediction(
-                label="positive" if score >= 0.5 else "negative",
-                score=score,
-                probabilities={"negative": 1.0 - score, "positive": score},
-                tokens=len(e.ids),
-                truncated=e.truncated,
-                unknown_tokens=e.unknown_tokens,
-            )
-            for e, score in zip(encoded, scores, strict=True)
-        ],
+def _model_response(model: ModelRef, manifest, outputs, encoded: list) -> PredictResponse:
+    """From the model's output rows, by the bundle's own decision rule and score."""
+    return _response(
+        model,
+        manifest.labels,
+        manifest.predicted(outputs),
+        manifest.scores(outputs),
+        manifest.probabilities(outputs),
+        encoded,
     )
 
 
@@ -96,7 +90,7 @@ def _per_request_app(title: str, bundle, score: ScoreFn) -> FastAPI:
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
         encoded = bundle.encoder.encode(validated_texts(body, settings))
-        return _response(model, bundle.manifest, score([e.ids for e in encoded]), encoded)
+        return _model_response(model, bundle.manifest, score([e.ids for e in encoded]), encoded)
 
     @app.get("/health/ready")
     def ready() -> dict:
@@ -164,7 +158,9 @@ def echo_app() -> FastAPI:
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> PredictResponse:
         fakes = [_Fake(t) for t in validated_texts(body, settings)]
-        return _binary_response(model, [_FIXED_SCORE] * len(fakes), fakes)
+        n = len(fakes)
+        probabilities = [(1.0 - _FIXED_SCORE, _FIXED_SCORE)] * n
+        return _response(model, ECHO_LABELS, [1] * n, [_FIXED_SCORE] * n, probabilities, fakes)
 
     @app.get("/health/ready")
     async def ready() -> dict:

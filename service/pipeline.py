@@ -78,6 +78,12 @@ def has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def note_model(scope_state: dict | None, runtime: ModelRuntime) -> None:
+    """The request's model and version in its scope state, for its access line."""
+    if scope_state is not None:
+        scope_state["model"], scope_state["version"] = runtime.bundle.name, runtime.bundle.version
+
+
 async def predict_json(
     state: State, texts: list[str], model: str | None = None, scope_state: dict | None = None
 ) -> bytes:
@@ -85,8 +91,7 @@ async def predict_json(
 
     ``scope_state`` (the request's) gets the model and version, for the access line."""
     runtime: ModelRuntime = state.models.current(model)
-    if scope_state is not None:
-        scope_state["model"], scope_state["version"] = runtime.bundle.name, runtime.bundle.version
+    note_model(scope_state, runtime)
     runtime.acquire()  # the same version's encoder and model, even during a swap
     try:
         encoded, rows = await score(runtime, texts, state.settings.request_timeout_s)

@@ -23,7 +23,6 @@ from sentiment_core.manifest import read_manifest
 from training.config_file import load_plan
 from training.evaluate import label_metrics
 from training.export import onnx_scores
-from training.scoring import probabilities
 
 HEADLINE = ("polar_accuracy", "accuracy", "average_recall", "macro_f1", "ece")
 
@@ -37,11 +36,7 @@ def bundle_figures(bundle: Path, test) -> dict[str, dict]:
     )
     known = [e for e in test if e.label in labels]
     outputs = onnx_scores(bundle / "model.onnx", encoder.encode_ids([e.text for e in known]))
-    probs = probabilities(outputs)
-    if manifest.decision.rule == "threshold":
-        predicted = (probs[:, 1] >= manifest.decision.threshold).astype(int)
-    else:
-        predicted = probs.argmax(axis=1)
+    probs, predicted = manifest.probabilities(outputs), manifest.predicted(outputs)
     truth = np.array([labels.index(e.label) for e in known])
     sources = np.array([e.source for e in known])
     figures = {}

@@ -31,8 +31,7 @@ async def predict_json(
 ) -> bytes:
     """The ``PredictResponse`` of validated texts, each prediction with its sentences."""
     runtime: ModelRuntime = state.models.current(model)
-    if scope_state is not None:  # (for the access line)
-        scope_state["model"], scope_state["version"] = runtime.bundle.name, runtime.bundle.version
+    pipeline.note_model(scope_state, runtime)
     runtime.acquire()  # one version's encoder and model for documents and sentences alike
     try:
         predictions = await _predictions(runtime, state.settings, texts)

@@ -4,16 +4,16 @@ constant time, and checked before the body is read so a caller without it learns
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from service.errors import NotFound, Unauthorized
 from service.settings import Settings
 
+# Declares the scheme (the Authorize button in /docs); checking is AuthFirstRoute's.
 ADMIN_TOKEN = HTTPBearer(
     scheme_name="AdminToken",
     description="SENTIMENT_ADMIN_TOKEN, for POST /admin/model",
@@ -33,18 +33,10 @@ def check_admin(settings: Settings, authorization: str | None) -> None:
         )
 
 
-async def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_TOKEN)],
-) -> None:
-    """The admin check as a dependency: what declares the bearer scheme in OpenAPI."""
-    given = f"Bearer {credentials.credentials}" if credentials is not None else None
-    check_admin(request.app.state.settings, given)
-
-
 class AuthFirstRoute(APIRoute):
     """Checks the admin token before FastAPI reads and validates the body: a caller
-    without the token learns nothing about what the body should hold (401, not 422)."""
+    without the token learns nothing about what the body should hold (401, not 422).
+    The route's ``Depends(ADMIN_TOKEN)`` only declares the bearer scheme in OpenAPI."""
 
     def get_route_handler(self):
         handler = super().get_route_handler()

@@ -15,7 +15,7 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.explain import by_sentence
-from service.http.admin_auth import AuthFirstRoute, require_admin
+from service.http.admin_auth import ADMIN_TOKEN, AuthFirstRoute
 from service.http.schemas import (
     ActivateModelRequest,
     ErrorResponse,
@@ -137,8 +137,7 @@ async def tokenize(
     texts = pipeline.validated_texts(body, settings)
     request.scope["state"]["texts"] = len(texts)
     runtime = registry.current(body.model)
-    request.scope["state"]["model"] = runtime.bundle.name
-    request.scope["state"]["version"] = runtime.bundle.version
+    pipeline.note_model(request.scope["state"], runtime)
     runtime.acquire()  # one version's encoder, even during a swap
     try:
         encoded = await pipeline.tokenize(runtime, texts)
@@ -240,7 +239,7 @@ router.add_api_route(
     activate_model,
     methods=["POST"],
     response_model=ModelSummary,
-    dependencies=[Depends(require_admin), *JSON_ONLY],
+    dependencies=[Depends(ADMIN_TOKEN), *JSON_ONLY],
     responses=_ADMIN_ERRORS,
     tags=["admin"],
     route_class_override=AuthFirstRoute,
