@@ -244,23 +244,31 @@ else
   check bundle "$MODELS/$TRAINED/$NEW_VERSION" --owner "$SENTIMENT_UID" --promoted \
     || fail "the new bundle: see above"
 
+  # compose restart api, then $TRAINED must serve version $1 with the right answers. A stop
+  # that takes more than 20 s (lame duck 5 s + closing 2 s, nothing in flight) prints the
+  # api's shutdown lines: what it was waiting for.
+  restart_serving() {
+    local t0=$SECONDS
+    compose restart api
+    if [ $((SECONDS - t0)) -gt 20 ]; then
+      echo "warning: compose restart api took $((SECONDS - t0)) s; the api's last shutdown:" >&2
+      compose logs api 2>&1 | grep -v systemd | tac | sed '/shutting down/q' | tac >&2
+    fi
+    wait_ready
+    [ "$(served_version "$TRAINED")" = "$1" ] \
+      || fail "after restart the api serves $TRAINED $(served_version "$TRAINED"), not $1"
+    check serve "$BASE_URL" "$MODELS" || fail "$2's answers: see above"
+  }
+
   # --- 4. switch the running api to it (README: promote, then compose restart api) -----------
   step "compose restart api (serving $TRAINED $NEW_VERSION, promoted)"
-  compose restart api
-  wait_ready
-  [ "$(served_version "$TRAINED")" = "$NEW_VERSION" ] \
-    || fail "after restart the api serves $TRAINED $(served_version "$TRAINED"), not $NEW_VERSION"
-  check serve "$BASE_URL" "$MODELS" || fail "the new model's answers: see above"
+  restart_serving "$NEW_VERSION" "the new model"
 
   # --- 5. and back (README: sentiment-promote in the training image, restart) ----------------
   step "back to $OLD_VERSION: compose --profile train run --rm --entrypoint sentiment-promote train $TRAINED $OLD_VERSION"
   compose --profile train run --rm -T --entrypoint sentiment-promote train "$TRAINED"
   compose --profile train run --rm -T --entrypoint sentiment-promote train "$TRAINED" "$OLD_VERSION"
-  compose restart api
-  wait_ready
-  [ "$(served_version "$TRAINED")" = "$OLD_VERSION" ] \
-    || fail "after the rollback the api serves $TRAINED $(served_version "$TRAINED")"
-  check serve "$BASE_URL" "$MODELS" || fail "the rolled-back model's answers: see above"
+  restart_serving "$OLD_VERSION" "the rolled-back model"
 fi
 
 # --- 6. sizes ------------------------------------------------------------------------------
