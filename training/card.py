@@ -30,6 +30,7 @@ def model_card(manifest: dict, metrics: dict) -> str:
             _figures_table(metrics),
             "",
             *_other_figures(metrics),
+            *_adversarial(hp),
             "",
             "![training curves](curves.png)",
             "",
@@ -160,7 +161,28 @@ def _other_figures(metrics: dict) -> list[str]:
         f"- Training: {plural(training['epochs_run'], 'epoch')} (best: epoch "
         f"{training['best_epoch']}), {training['fit_seconds']:.0f} s fit on CPU"
     )
-    return lines + _initial_weights(training)
+    return lines + _initial_weights(training) + _calibration(training)
+
+
+def _adversarial(hp: dict) -> list[str]:
+    if not hp.get("adversarial"):  # off, or a bundle from before the option
+        return []
+    return [
+        f"- Trained adversarially (Miyato et al. 2017): every step also on its batch with each "
+        f"text's embeddings moved by ε = {hp['adversarial']} (L2 norm over the text) towards a "
+        "higher loss"
+    ]
+
+
+def _calibration(training: dict) -> list[str]:
+    cal = training.get("calibration") or {}
+    if cal.get("method") != "temperature":
+        return []
+    return [
+        f"- Probabilities temperature-scaled on validation (T = {cal['temperature']:.3f}, folded "
+        f"into the output layer; labels unchanged): validation NLL {cal['val_nll'][0]:.4f} → "
+        f"{cal['val_nll'][1]:.4f}, ECE {cal['val_ece'][0]:.4f} → {cal['val_ece'][1]:.4f}"
+    ]
 
 
 def _initial_weights(training: dict) -> list[str]:

@@ -18,6 +18,7 @@ VECTORS = ("none", "glove-6b-50d")
 PRETRAIN_OTHER = ("predict", "mask")
 FINETUNE_HEADS = ("zeros", "random")
 PRETRAIN_TRANSFER = ("encoder", "embedding")
+CALIBRATIONS = ("none", "temperature")
 
 
 def _opt(default, help: str, choices: tuple = ()):
@@ -97,6 +98,15 @@ class Config:
         "none",
         "loss weight per label: balanced: every label weighs the same in all the training rows together; balanced-per-source: the same within each source, over the labels it has (e.g. SemEval's few negative tweets)",
         CLASS_WEIGHTS,
+    )
+    adversarial: float = _opt(
+        0.0,
+        "adversarial training: each step also learns from the batch with every text's embedding moved this far (L2 norm over the text) in the direction that raises its loss most; about twice the time per step (0: off)",
+    )
+    calibration: str = _opt(
+        "temperature",
+        "after training: temperature scaling fit on the validation rows and folded into the output layer (probabilities calibrated, labels unchanged), or none",
+        CALIBRATIONS,
     )
     seed: int = _opt(1337, "random seed (splits, subsets, sampling, initialisation, batch order)")
     # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
@@ -196,6 +206,7 @@ class Config:
                 ("pretrain_batch_size", 1),
                 ("pretrain_tokens", 0),
                 ("finetune_unfreeze", 0),
+                ("adversarial", 0),
             )
             if getattr(self, name) < least
         ]

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from sentiment_core.batching import length_sorted_batches
 from sentiment_core.encoder import TextEncoder, pad_batch
+from training.adversarial import AdversarialTrainer
 from training.config import Config
 from training.data import length_bucketed_batches
 from training.finetune import make_optimizer, set_initial_weights
@@ -70,13 +71,16 @@ def fit_model(
         cfg.learning_rate, decay_steps=steps, decay_rate=cfg.lr_decay
     )
     optimizer, finetune_callbacks = make_optimizer(model, cfg, learning_rate, log)
-    model.compile(
+    trainer = model
+    if cfg.adversarial:
+        trainer = AdversarialTrainer(model, model_cfg, cfg.adversarial)
+    trainer.compile(
         optimizer=optimizer,
         loss="binary_crossentropy" if model_cfg.outputs == 1 else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     started = time.monotonic()
-    history = model.fit(
+    history = trainer.fit(
         _dataset(train, cfg.batch_size, rng, model_cfg.outputs, shuffle=True),
         validation_data=_dataset(validation, 256, rng, model_cfg.outputs, shuffle=False),
         epochs=cfg.epochs,

@@ -85,28 +85,69 @@ def build_model(cfg: ModelConfig, export_twin: bool = False) -> keras.Model:
         raise ValueError(f"unknown cell {cfg.cell!r}; expected one of {sorted(CELLS)}")
     if cfg.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {cfg.pooling!r}; expected one of {POOLINGS}")
-    pooled = cfg.pooling != "last"
     ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
-    x = keras.layers.Embedding(
+    embedding = keras.layers.Embedding(
         cfg.vocab_size, cfg.embedding_dim, mask_zero=not export_twin, name="embedding"
-    )(ids)
+    )
+    out = after_embedding(_new_layers(cfg), cfg, embedding(ids), ids)
+    return keras.Model(ids, out, name="sentiment_rnn")
+
+
+def _new_layers(cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
+    """The layers after the embedding, by role (``after_embedding`` calls them)."""
+    layers: dict[str, keras.layers.Layer] = {}
     if cfg.embedding_dropout:
         # Drops whole embedding channels: regularises the large embedding table.
-        x = keras.layers.SpatialDropout1D(cfg.embedding_dropout, name="embedding_dropout")(x)
+        layers["embedding_dropout"] = keras.layers.SpatialDropout1D(
+            cfg.embedding_dropout, name="embedding_dropout"
+        )
+    pooled = cfg.pooling != "last"
     rnn = CELLS[cfg.cell](cfg.units, name=cfg.cell, return_state=True, return_sequences=pooled)
-    if cfg.bidirectional:
-        rnn = keras.layers.Bidirectional(rnn, name=f"bi_{cfg.cell}")
-    outputs = rnn(x)
+    layers["rnn"] = (
+        keras.layers.Bidirectional(rnn, name=f"bi_{cfg.cell}") if cfg.bidirectional else rnn
+    )
+    if pooled:
+        layers["pooling"] = MaskedPooling(name="pooling")
+    layers["features"] = keras.layers.Concatenate(name="features")
+    if cfg.dropout:
+        layers["dropout"] = keras.layers.Dropout(cfg.dropout, name="dropout")
+    if cfg.outputs == 1:
+        layers["output"] = keras.layers.Dense(1, activation="sigmoid", name="score")
+    else:
+        layers["output"] = keras.layers.Dense(
+            cfg.outputs, activation="softmax", name="probabilities"
+        )
+    return layers
+
+
+def layers_of(model: keras.Model, cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
+    """A built model's layers after the embedding, by role, as ``_new_layers`` made them."""
+    names = {
+        "embedding_dropout": "embedding_dropout",
+        "rnn": f"bi_{cfg.cell}" if cfg.bidirectional else cfg.cell,
+        "pooling": "pooling",
+        "features": "features",
+        "dropout": "dropout",
+        "output": "score" if cfg.outputs == 1 else "probabilities",
+    }
+    present = {layer.name for layer in model.layers}
+    return {role: model.get_layer(name) for role, name in names.items() if name in present}
+
+
+def after_embedding(layers: dict, cfg: ModelConfig, x, ids, mask=None, training=None):
+    """The model from the embedded tokens ``x`` on: the one definition of the forward pass,
+    called on symbolic inputs by ``build_model`` (the mask then comes from the embedding)
+    and on tensors by adversarial training (the mask given: ``x`` is perturbed)."""
+    if "embedding_dropout" in layers:
+        x = layers["embedding_dropout"](x, training=training)
+    rnn = layers["rnn"]
+    outputs = rnn(x, training=training) if mask is None else rnn(x, mask=mask, training=training)
     # Outputs: [sequence-or-last, *forward_states, *backward_states]; an LSTM has two
     # states per direction (h, c), GRU/SimpleRNN one (h).
     states = 2 if cfg.cell == "lstm" else 1
     finals = [outputs[1], outputs[1 + states]] if cfg.bidirectional else [outputs[1]]
-    features = finals + ([MaskedPooling(name="pooling")(outputs[0], ids)] if pooled else [])
-    x = keras.layers.Concatenate(name="features")(features) if len(features) > 1 else features[0]
-    if cfg.dropout:
-        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
-    if cfg.outputs == 1:
-        out = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
-    else:
-        out = keras.layers.Dense(cfg.outputs, activation="softmax", name="probabilities")(x)
-    return keras.Model(ids, out, name="sentiment_rnn")
+    features = finals + ([layers["pooling"](outputs[0], ids)] if "pooling" in layers else [])
+    x = layers["features"](features) if len(features) > 1 else features[0]
+    if "dropout" in layers:
+        x = layers["dropout"](x, training=training)
+    return layers["output"](x)

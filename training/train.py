@@ -100,7 +100,7 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
         "epochs_run": len(history["loss"]),
         "best_epoch": int(np.argmin(history["val_loss"])) + 1,
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
-        **init,  # "vectors", "pretraining": what the initial weights came from
+        **init,  # "vectors", "pretraining": the initial weights; "calibration": temperature
     }
 
     # -- 8. bundle ---------------------------------------------------------------------------
@@ -155,6 +155,7 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
 
 
 def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
+    from training.calibrate import calibrate
     from training.fit import fit_model
     from training.model import ModelConfig, build_model
     from training.pretrain import initial_weights
@@ -168,6 +169,8 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     )
     best = int(np.argmin(history["val_loss"])) + 1
     log(f"fit: {fit_seconds:.0f} s; best: epoch {best} of {len(history['loss'])}")
+    # 4b. probabilities calibrated on validation; labels unchanged (training/calibrate.py)
+    init_report["calibration"] = calibrate(model, splits[1], cfg.calibration, log)
     # Weights only (no optimizer state): with config.json they rebuild the exact Keras model.
     inference_copy = build_model(model_cfg)
     inference_copy.set_weights(model.get_weights())

@@ -64,6 +64,7 @@ dropout = 0.0
 batch_size = 32
 class_weight = "balanced"
 parity_texts = 200
+adversarial = 0.5            # trained adversarially: export and parity must not notice
 
 [[sources]]
 name = "shop"
@@ -126,6 +127,11 @@ def test_parity_fused_graph_and_figures(bundle_dir):
     assert np.sum(test["confusion"]["matrix"]) == 90
     card = (bundle_dir / "MODEL_CARD.md").read_text()
     assert "| shop |" in card and "confusion.png" in card and "1 epochs" not in card
+    calibration = full["training"]["calibration"]
+    assert calibration["method"] == "temperature" and calibration["temperature"] > 0
+    assert calibration["val_nll"][1] <= calibration["val_nll"][0]  # the fit minimises it
+    assert f"T = {calibration['temperature']:.3f}" in card
+    assert json.loads((bundle_dir / "config.json").read_text())["adversarial"] == 0.5
 
 
 def test_the_service_loads_it_and_answers_with_probabilities(bundle_dir):
