@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,13 +32,23 @@ def three_class(raw: dict) -> dict:
     return raw
 
 
-def test_the_committed_format_1_bundle_reads_as_binary(bundle_dir, raw):
-    m = read_manifest(bundle_dir)
+# The first release's manifest (bundle 20261122-032328, now in the git history): format 1,
+# a top-level threshold and a score per reference text.
+FORMAT_1 = Path(__file__).with_name("format1_manifest.json")
+
+
+def test_a_format_1_manifest_reads_as_binary(tmp_path):
+    raw = json.loads(FORMAT_1.read_text())
+    shutil.copy(FORMAT_1, tmp_path / "manifest.json")
+    m = read_manifest(tmp_path)
     assert m.format_version == 1 and m.labels == ["negative", "positive"]
     assert m.decision.rule == "threshold" and m.decision.threshold == raw["threshold"]
     assert m.output.kind == "sigmoid" and m.output_width == 1
     assert [r.outputs() for r in m.reference] == [[r["score"]] for r in raw["reference"]]
     assert m.files["model.onnx"].sha256 == raw["files"]["model.onnx"]["sha256"]
+    raw["threshold"] = 1.5
+    with pytest.raises(ManifestError, match=r"field 'decision\.threshold'"):
+        parse_manifest(raw)
 
 
 def test_a_written_manifest_reads_back_equal(raw):
@@ -70,7 +81,7 @@ BAD = {
     "duplicate labels": (lambda m: m.update(labels=["a", "a"]), "distinct"),
     "max_length zero": (lambda m: m["input"].update(max_length=0), "field 'input.max_length'"),
     "truncation": (lambda m: m["input"].update(truncation="middle"), "'middle'"),
-    "threshold above 1": (lambda m: m.update(threshold=1.5), "field 'decision.threshold'"),
+    "threshold above 1": (lambda m: m["decision"].update(threshold=1.5), "'decision.threshold'"),
     "bad hash": (lambda m: m["files"]["model.onnx"].update(sha256="xyz"), "files.model.onnx"),
     "path in a file name": (
         lambda m: m["files"].update({"../x": {"sha256": "0" * 64}}),

@@ -4,6 +4,7 @@ mistake refused with a message that names it, before any data loads."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,19 @@ def test_the_general_config_holds_out_what_issue_15_names():
     assert tests["semeval"] == ["twitter-2016test-A.tsv"] and tests["blitzer"] == ["kitchen"]
     imdb = next(s for s in plan.sources if s.reader == "imdb")
     assert imdb.imdb_test and not any("2016test" in p.name for s in plan.sources for p in s.train)
+
+
+# Where and how a run wrote its bundle, not what it trained.
+NOT_THE_RECIPE = {"config", "data", "data_dir", "models_dir", "pretrain_cache", "version"}
+NOT_THE_RECIPE |= {"promote", "force", "labels", "sources"}
+
+
+def test_the_general_config_is_the_committed_general_models_recipe():
+    cfg = parse_args(["--config", str(ROOT / "configs" / "general.toml")]).as_dict()
+    models = ROOT / "models" / "sentiment-general"
+    committed = (models / (models / "PROMOTED").read_text().strip() / "config.json").read_text()
+    recipe = {k: v for k, v in json.loads(committed).items() if k not in NOT_THE_RECIPE}
+    assert recipe == {k: v for k, v in cfg.items() if k not in NOT_THE_RECIPE}
 
 
 @pytest.mark.parametrize(

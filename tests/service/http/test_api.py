@@ -65,7 +65,7 @@ async def test_predict_texts_one_prediction_per_text_in_order(client, bundle, ma
 
 async def test_label_follows_score_and_threshold(client, manifest):
     negative, positive = manifest["labels"]
-    threshold = float(manifest["threshold"])
+    threshold = float(manifest["decision"]["threshold"])
     for p in (await predict(client, texts=MIXED))["predictions"]:
         assert p["label"] == (positive if p["score"] >= threshold else negative)
         probs = p["probabilities"]
@@ -172,7 +172,7 @@ async def test_model_summary(client, manifest):
     assert data["version"] == manifest["version"]
     assert data["variant"] == "float"
     assert data["labels"] == manifest["labels"]
-    assert data["threshold"] == manifest["threshold"]
+    assert data["threshold"] == manifest["decision"]["threshold"]
     assert data["max_length"] == manifest["input"]["max_length"]
     assert data["truncation"] == manifest["input"]["truncation"]
     assert data["metrics"] == manifest.get("metrics", {})

@@ -189,7 +189,7 @@ MALFORMED = {
     "one label": (lambda m: m.update(labels=["positive"]), "labels"),
     "labels repeated": (lambda m: m.update(labels=["positive", "positive"]), "labels"),
     "numeric version": (lambda m: m.update(version=3), "version"),
-    "threshold not a number": (lambda m: m.update(threshold="high"), "malformed"),
+    "threshold not a number": (lambda m: m["decision"].update(threshold="high"), "malformed"),
 }
 
 
