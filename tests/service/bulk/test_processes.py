@@ -100,6 +100,10 @@ def test_stdin_jsonl_to_stdout_parquet():
 
 
 # -- interrupted runs ------------------------------------------------------------------------------
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("signum", "status"),
     [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)],
@@ -115,6 +119,9 @@ def test_an_interrupted_run_leaves_no_output_file(tmp_path, signum, status):
         stderr=subprocess.PIPE,
         cwd=PROJECT_ROOT,
         env=environment(),
+        # Ctrl-C as at a terminal's foreground process: a test suite started in the
+        # background (`make test &`) runs with SIGINT ignored, and children inherit that.
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     try:
         process.stdin.write(csv_bytes(TEXTS * 4))  # several chunks: some scored and written
