@@ -11,8 +11,6 @@ same graph, so export, parity and serving are unchanged.
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import tensorflow as tf
 
@@ -26,12 +24,9 @@ class AdversarialTrainer(keras.Model):
     def __init__(self, model: keras.Model, cfg: ModelConfig, epsilon: float):
         super().__init__(name="adversarial_trainer")
         self.model = model
-        # Held in a partial, not as attributes, so Keras tracks each weight once (via model).
-        self._parts = functools.partial(
-            lambda embedding, layers: (embedding, layers),
-            model.get_layer("embedding"),
-            layers_of(model, cfg),
-        )
+        # Keras tracks each layer once, however many attributes reach it (tested).
+        self.embedding = model.get_layer("embedding")
+        self.layers_after_embedding = layers_of(model, cfg)
         self._cfg = cfg
         self.epsilon = float(epsilon)
 
@@ -39,12 +34,12 @@ class AdversarialTrainer(keras.Model):
         return self.model(ids, training=training)
 
     def _forward(self, embedded, ids, mask):
-        _, layers = self._parts()
-        return after_embedding(layers, self._cfg, embedded, ids, mask, training=True)
+        return after_embedding(
+            self.layers_after_embedding, self._cfg, embedded, ids, mask, training=True
+        )
 
     def train_step(self, data):
         ids, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        embedding, _ = self._parts()
         mask = tf.not_equal(ids, 0)
         weights = self.trainable_weights
 
@@ -54,14 +49,14 @@ class AdversarialTrainer(keras.Model):
         # Two forward and two backward passes: the clean pass gives the weights' gradient
         # and the direction at once; the perturbed pass adds its own weights' gradient.
         with tf.GradientTape() as tape:
-            embedded = embedding(ids)
+            embedded = self.embedding(ids)
             y_pred = self._forward(embedded, ids, mask)
             loss = loss_of(y_pred)
         direction, *clean = tape.gradient(loss, [embedded, *weights])
         norm = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=[1, 2], keepdims=True))
         shift = self.epsilon * direction / (norm + 1e-12)
         with tf.GradientTape() as tape:
-            adversarial_loss = loss_of(self._forward(embedding(ids) + shift, ids, mask))
+            adversarial_loss = loss_of(self._forward(self.embedding(ids) + shift, ids, mask))
         perturbed = tape.gradient(adversarial_loss, weights)
         gradients = [_add(a, b) for a, b in zip(clean, perturbed, strict=True)]
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(ids)[0])  # the clean loss

@@ -16,31 +16,26 @@ import keras
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from sentiment_core.batching import length_sorted_batches
+from sentiment_core.batching import score_in_length_order
 from sentiment_core.encoder import pad_batch
 from training.evaluate import expected_calibration_error
 from training.fit import Rows
+from training.model import ModelConfig, layers_of
 
 METHODS = ("none", "temperature")
-OUTPUT_LAYERS = ("score", "probabilities")  # sigmoid, softmax (training/model.py)
 LOG_T_BOUNDS = (-3.0, 3.0)  # T from 0.05 to 20: far beyond any fit seen here
 
 
-def output_layer(model: keras.Model) -> keras.layers.Dense:
-    names = {layer.name for layer in model.layers}
-    return model.get_layer(next(n for n in OUTPUT_LAYERS if n in names))
-
-
-def logits_of(model: keras.Model, rows: Rows, batch_size: int = 256) -> np.ndarray:
+def logits_of(model: keras.Model, cfg: ModelConfig, rows: Rows) -> np.ndarray:
     """The output layer's pre-activation values for every row, in row order."""
-    layer = output_layer(model)
+    layer = layers_of(model, cfg)["output"]
     features = keras.Model(model.inputs, layer.input)
     kernel, bias = layer.get_weights()
-    out = np.empty((len(rows.ids), kernel.shape[1]), dtype=np.float64)
-    for idx in length_sorted_batches(np.array([len(s) for s in rows.ids]), batch_size):
-        batch = pad_batch([rows.ids[i] for i in idx])
-        out[idx] = np.asarray(features.predict_on_batch(batch), dtype=np.float64) @ kernel + bias
-    return out
+
+    def logits(batch: list) -> np.ndarray:
+        return np.asarray(features.predict_on_batch(pad_batch(batch))) @ kernel + bias
+
+    return score_in_length_order(logits, rows.ids).astype(np.float64)
 
 
 def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -75,17 +70,21 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def calibrate(
-    model: keras.Model, validation: Rows, method: str, log: Callable[[str], None]
+    model: keras.Model,
+    cfg: ModelConfig,
+    validation: Rows,
+    method: str,
+    log: Callable[[str], None],
 ) -> dict:
     """Fit and fold the temperature into ``model``; the report for metrics.json."""
     if method == "none":
         return {"method": "none"}
     if method != "temperature":
         raise ValueError(f"unknown calibration {method!r}; expected one of {METHODS}")
-    logits = logits_of(model, validation)
+    logits = logits_of(model, cfg, validation)
     y = validation.y
     temperature = fit_temperature(logits, y)
-    layer = output_layer(model)
+    layer = layers_of(model, cfg)["output"]
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
     report = {

@@ -93,36 +93,9 @@ def build_model(cfg: ModelConfig, export_twin: bool = False) -> keras.Model:
     return keras.Model(ids, out, name="sentiment_rnn")
 
 
-def _new_layers(cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
-    """The layers after the embedding, by role (``after_embedding`` calls them)."""
-    layers: dict[str, keras.layers.Layer] = {}
-    if cfg.embedding_dropout:
-        # Drops whole embedding channels: regularises the large embedding table.
-        layers["embedding_dropout"] = keras.layers.SpatialDropout1D(
-            cfg.embedding_dropout, name="embedding_dropout"
-        )
-    pooled = cfg.pooling != "last"
-    rnn = CELLS[cfg.cell](cfg.units, name=cfg.cell, return_state=True, return_sequences=pooled)
-    layers["rnn"] = (
-        keras.layers.Bidirectional(rnn, name=f"bi_{cfg.cell}") if cfg.bidirectional else rnn
-    )
-    if pooled:
-        layers["pooling"] = MaskedPooling(name="pooling")
-    layers["features"] = keras.layers.Concatenate(name="features")
-    if cfg.dropout:
-        layers["dropout"] = keras.layers.Dropout(cfg.dropout, name="dropout")
-    if cfg.outputs == 1:
-        layers["output"] = keras.layers.Dense(1, activation="sigmoid", name="score")
-    else:
-        layers["output"] = keras.layers.Dense(
-            cfg.outputs, activation="softmax", name="probabilities"
-        )
-    return layers
-
-
-def layers_of(model: keras.Model, cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
-    """A built model's layers after the embedding, by role, as ``_new_layers`` made them."""
-    names = {
+def _layer_names(cfg: ModelConfig) -> dict[str, str]:
+    """Each role's layer name: ``_new_layers`` names them so, ``layers_of`` finds them so."""
+    return {
         "embedding_dropout": "embedding_dropout",
         "rnn": f"bi_{cfg.cell}" if cfg.bidirectional else cfg.cell,
         "pooling": "pooling",
@@ -130,8 +103,40 @@ def layers_of(model: keras.Model, cfg: ModelConfig) -> dict[str, keras.layers.La
         "dropout": "dropout",
         "output": "score" if cfg.outputs == 1 else "probabilities",
     }
+
+
+def _new_layers(cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
+    """The layers after the embedding, by role (``after_embedding`` calls them)."""
+    names = _layer_names(cfg)
+    layers: dict[str, keras.layers.Layer] = {}
+    if cfg.embedding_dropout:
+        # Drops whole embedding channels: regularises the large embedding table.
+        layers["embedding_dropout"] = keras.layers.SpatialDropout1D(
+            cfg.embedding_dropout, name=names["embedding_dropout"]
+        )
+    pooled = cfg.pooling != "last"
+    rnn = CELLS[cfg.cell](cfg.units, name=cfg.cell, return_state=True, return_sequences=pooled)
+    layers["rnn"] = keras.layers.Bidirectional(rnn, name=names["rnn"]) if cfg.bidirectional else rnn
+    if pooled:
+        layers["pooling"] = MaskedPooling(name=names["pooling"])
+    layers["features"] = keras.layers.Concatenate(name=names["features"])
+    if cfg.dropout:
+        layers["dropout"] = keras.layers.Dropout(cfg.dropout, name=names["dropout"])
+    if cfg.outputs == 1:
+        layers["output"] = keras.layers.Dense(1, activation="sigmoid", name=names["output"])
+    else:
+        layers["output"] = keras.layers.Dense(
+            cfg.outputs, activation="softmax", name=names["output"]
+        )
+    return layers
+
+
+def layers_of(model: keras.Model, cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
+    """A built model's layers after the embedding, by role, as ``_new_layers`` made them."""
     present = {layer.name for layer in model.layers}
-    return {role: model.get_layer(name) for role, name in names.items() if name in present}
+    return {
+        role: model.get_layer(name) for role, name in _layer_names(cfg).items() if name in present
+    }
 
 
 def after_embedding(layers: dict, cfg: ModelConfig, x, ids, mask=None, training=None):

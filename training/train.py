@@ -170,7 +170,7 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     best = int(np.argmin(history["val_loss"])) + 1
     log(f"fit: {fit_seconds:.0f} s; best: epoch {best} of {len(history['loss'])}")
     # 4b. probabilities calibrated on validation; labels unchanged (training/calibrate.py)
-    init_report["calibration"] = calibrate(model, splits[1], cfg.calibration, log)
+    init_report["calibration"] = calibrate(model, model_cfg, splits[1], cfg.calibration, log)
     # Weights only (no optimizer state): with config.json they rebuild the exact Keras model.
     inference_copy = build_model(model_cfg)
     inference_copy.set_weights(model.get_weights())

@@ -38,6 +38,9 @@ def one_step(epsilon: float) -> tuple[keras.Model, float]:
     keras.utils.set_random_seed(0)
     model = build_model(CFG)
     trainer = AdversarialTrainer(model, CFG, epsilon) if epsilon else model
+    # The trainer's weights are the model's, each once and in order (early stopping
+    # restores them through the trainer).
+    assert [w.path for w in trainer.weights] == [w.path for w in model.weights]
     trainer.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
     ids, y = batch()
     loss = trainer.train_on_batch(ids, y)

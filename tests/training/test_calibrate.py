@@ -48,18 +48,19 @@ def tiny_rows(n: int, classes: int, seed: int = 0) -> Rows:
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_folding_moves_probabilities_as_fitted_and_keeps_every_label(outputs):
     keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig(50, 8, 4, pooling="last+mean+max", outputs=outputs))
+    cfg = ModelConfig(50, 8, 4, pooling="last+mean+max", outputs=outputs)
+    model = build_model(cfg)
     layer = model.layers[-1]
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * 40.0, bias + 0.3])  # far too sure of itself
     rows = tiny_rows(300, 2 if outputs == 1 else outputs)
-    before = logits_of(model, rows)
+    before = logits_of(model, cfg, rows)
 
-    report = calibrate(model, rows, "temperature", lambda _: None)
+    report = calibrate(model, cfg, rows, "temperature", lambda _: None)
 
     temperature = report["temperature"]
     assert temperature > 1.5 and report["val_nll"][1] < report["val_nll"][0]
-    after = logits_of(model, rows)
+    after = logits_of(model, cfg, rows)
     np.testing.assert_allclose(after, before / temperature, rtol=1e-3, atol=1e-5)
     if outputs == 1:  # the threshold 0.5 is the logit 0
         assert (np.sign(after) == np.sign(before)).all()
@@ -72,8 +73,9 @@ def test_folding_moves_probabilities_as_fitted_and_keeps_every_label(outputs):
 
 
 def test_none_leaves_the_model_alone():
-    model = build_model(ModelConfig(50, 8, 4, outputs=3))
+    cfg = ModelConfig(50, 8, 4, outputs=3)
+    model = build_model(cfg)
     weights = [w.copy() for w in model.get_weights()]
-    assert calibrate(model, tiny_rows(10, 3), "none", print) == {"method": "none"}
+    assert calibrate(model, cfg, tiny_rows(10, 3), "none", print) == {"method": "none"}
     for a, b in zip(model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(a, b)
