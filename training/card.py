@@ -31,6 +31,7 @@ def model_card(manifest: dict, metrics: dict) -> str:
             "",
             *_other_figures(metrics),
             *_adversarial(hp),
+            *_averaging(hp),
             "",
             "![training curves](curves.png)",
             "",
@@ -171,6 +172,15 @@ def _adversarial(hp: dict) -> list[str]:
         f"- Trained adversarially (Miyato et al. 2017): every step also on its batch with each "
         f"text's embeddings moved by ε = {hp['adversarial']} (L2 norm over the text) towards a "
         "higher loss"
+    ]
+
+
+def _averaging(hp: dict) -> list[str]:
+    if not hp.get("average_weights"):  # off, or a bundle from before the option
+        return []
+    return [
+        f"- Weights: the exponential moving average of the training steps' weights (decay "
+        f"{hp['average_weights']} per step), validated and kept in place of the raw weights"
     ]
 
 

@@ -103,6 +103,10 @@ class Config:
         0.0,
         "adversarial training: each step also learns from the batch with every text's embedding moved this far (L2 norm over the text) in the direction that raises its loss most; about twice the time per step (0: off)",
     )
+    average_weights: float = _opt(
+        0.0,
+        "keep and validate an exponential moving average of the weights over the training steps, with this decay per step (e.g. 0.995); early stopping and the kept weights are the average's (0: off)",
+    )
     calibration: str = _opt(
         "temperature",
         "after training: temperature scaling fit on the validation rows and folded into the output layer (probabilities calibrated, labels unchanged), or none",
@@ -214,6 +218,8 @@ class Config:
             out.append("--pretrain-target-share must be in (0, 1]")
         if not 0 <= self.pretrain_heldout < 1:
             out.append("--pretrain-heldout must be in [0, 1)")
+        if not 0 <= self.average_weights < 1:
+            out.append("--average-weights must be in [0, 1)")
         if self.finetune_lr_ratio <= 0:
             out.append("--finetune-lr-ratio must be above 0")
         return out

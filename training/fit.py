@@ -14,6 +14,7 @@ import tensorflow as tf
 from sentiment_core.batching import length_sorted_batches
 from sentiment_core.encoder import TextEncoder, pad_batch
 from training.adversarial import AdversarialTrainer
+from training.averaging import WeightAverage
 from training.config import Config
 from training.data import length_bucketed_batches
 from training.finetune import make_optimizer, set_initial_weights
@@ -79,14 +80,26 @@ def fit_model(
         loss="binary_crossentropy" if model_cfg.outputs == 1 else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    validation_data = _dataset(validation, 256, rng, model_cfg.outputs, shuffle=False)
+    averaging = []
+    if cfg.average_weights:
+        # Before early stopping and the progress line: both see the average's figures.
+        averaging = [
+            WeightAverage(
+                model,
+                cfg.average_weights,
+                lambda: trainer.evaluate(validation_data, verbose=0, return_dict=True),
+            )
+        ]
     started = time.monotonic()
     history = trainer.fit(
         _dataset(train, cfg.batch_size, rng, model_cfg.outputs, shuffle=True),
-        validation_data=_dataset(validation, 256, rng, model_cfg.outputs, shuffle=False),
+        validation_data=validation_data,
         epochs=cfg.epochs,
         shuffle=False,  # our batches are shuffled already (Keras would only warn)
         verbose=0,  # the progress callback prints instead
         callbacks=[
+            *averaging,
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True
             ),

@@ -65,6 +65,7 @@ batch_size = 32
 class_weight = "balanced"
 parity_texts = 200
 adversarial = 0.5            # trained adversarially: export and parity must not notice
+average_weights = 0.9        # and the weights kept are an average: nor this
 
 [[sources]]
 name = "shop"
@@ -132,6 +133,9 @@ def test_parity_fused_graph_and_figures(bundle_dir):
     assert calibration["val_nll"][1] <= calibration["val_nll"][0]  # the fit minimises it
     assert f"T = {calibration['temperature']:.3f}" in card
     assert json.loads((bundle_dir / "config.json").read_text())["adversarial"] == 0.5
+    assert "moving average of the training steps' weights (decay 0.9" in card
+    history = full["training"]["history"]
+    assert len(history["raw_val_loss"]) == len(history["val_loss"])  # both were validated
 
 
 def test_the_service_loads_it_and_answers_with_probabilities(bundle_dir):
