@@ -34,20 +34,19 @@ class WeightAverage(keras.callbacks.Callback):
         self._variables = model.trainable_weights
         self._decay = decay
         self._validate = validate
-        self._sums = [np.zeros(v.shape, dtype=np.float64) for v in self._variables]
+        self._sums = [np.zeros(v.shape, dtype=np.float32) for v in self._variables]
         self._steps = 0
         self._raw: list[np.ndarray] | None = None
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         for total, variable in zip(self._sums, self._variables, strict=True):
-            total *= self._decay
-            total += (1.0 - self._decay) * np.asarray(variable.numpy(), dtype=np.float64)
+            total += (1.0 - self._decay) * (variable.numpy() - total)  # decay·total + (1-decay)·w
         self._steps += 1
 
     def average(self) -> list[np.ndarray]:
-        """The bias-corrected average of each trainable weight, as float32."""
-        correction = 1.0 - self._decay**self._steps
-        return [(total / correction).astype(np.float32) for total in self._sums]
+        """The bias-corrected average of each trainable weight."""
+        correction = np.float32(1.0 - self._decay**self._steps)
+        return [total / correction for total in self._sums]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._raw = [v.numpy() for v in self._variables]

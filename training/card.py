@@ -30,8 +30,7 @@ def model_card(manifest: dict, metrics: dict) -> str:
             _figures_table(metrics),
             "",
             *_other_figures(metrics),
-            *_adversarial(hp),
-            *_averaging(hp),
+            *_training_options(hp),
             "",
             "![training curves](curves.png)",
             "",
@@ -165,23 +164,18 @@ def _other_figures(metrics: dict) -> list[str]:
     return lines + _initial_weights(training) + _calibration(training)
 
 
-def _adversarial(hp: dict) -> list[str]:
-    if not hp.get("adversarial"):  # off, or a bundle from before the option
-        return []
-    return [
-        f"- Trained adversarially (Miyato et al. 2017): every step also on its batch with each "
-        f"text's embeddings moved by ε = {hp['adversarial']} (L2 norm over the text) towards a "
-        "higher loss"
-    ]
+# Training options that are off by default: the card's line for each one a run turned on
+# (a bundle from before an option lacks its key: off).
+_OPTION_LINES = {
+    "adversarial": "- Trained adversarially (Miyato et al. 2017): every step also on its batch "
+    "with each text's embeddings moved by ε = {} (L2 norm over the text) towards a higher loss",
+    "average_weights": "- Weights: the exponential moving average of the training steps' "
+    "weights (decay {} per step), validated and kept in place of the raw weights",
+}
 
 
-def _averaging(hp: dict) -> list[str]:
-    if not hp.get("average_weights"):  # off, or a bundle from before the option
-        return []
-    return [
-        f"- Weights: the exponential moving average of the training steps' weights (decay "
-        f"{hp['average_weights']} per step), validated and kept in place of the raw weights"
-    ]
+def _training_options(hp: dict) -> list[str]:
+    return [line.format(hp[key]) for key, line in _OPTION_LINES.items() if hp.get(key)]
 
 
 def _calibration(training: dict) -> list[str]:
