@@ -60,9 +60,9 @@ format: $(VENV)/.dev ## ruff fix + format
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 # Retrain the committed IMDB specialist's recipe into a new version under
-# models/sentiment-lstm/: the defaults plus GloVe vectors and adversarial training, which won
-# on validation (docs/training.md). Any TRAIN_ARGS replace these flags.
-TRAIN_ARGS ?= --vectors glove-6b-50d --adversarial 0.5
+# models/sentiment-lstm/: the defaults plus GloVe vectors, adversarial training and the n-gram
+# branch, which won on validation (docs/training.md). Any TRAIN_ARGS replace these flags.
+TRAIN_ARGS ?= --vectors glove-6b-50d --adversarial 0.5 --ngram-buckets 2097152
 train: $(VENV)/.dev ## train a new version (TRAIN_ARGS="--config configs/general.toml")
 	$(BIN)/sentiment-train $(TRAIN_ARGS)
 

@@ -65,6 +65,8 @@ def _architecture(hp: dict, manifest: dict) -> str:
     head = (
         "Dense(1, sigmoid)" if manifest["output"]["kind"] == "sigmoid" else f"Dense({n}, softmax)"
     )
+    if hp.get("ngram_buckets"):
+        arch += f" + n-gram logit ({hp['ngram_buckets']:,} buckets)"
     return (
         f"Embedding({manifest['input']['vocab_size']}, {hp['embedding_dim']}) → {arch} → {head}, "
         "trained with Keras 3 and exported with tf2onnx (opset 17). Inputs: token ids from "
@@ -161,7 +163,7 @@ def _other_figures(metrics: dict) -> list[str]:
         f"- Training: {plural(training['epochs_run'], 'epoch')} (best: epoch "
         f"{training['best_epoch']}), {training['fit_seconds']:.0f} s fit on CPU"
     )
-    return lines + _initial_weights(training) + _calibration(training)
+    return lines + _initial_weights(training) + _ngram(training) + _calibration(training)
 
 
 # Training options that are off by default: the card's line for each one a run turned on
@@ -176,6 +178,19 @@ _OPTION_LINES = {
 
 def _training_options(hp: dict) -> list[str]:
     return [line.format(hp[key]) for key, line in _OPTION_LINES.items() if hp.get(key)]
+
+
+def _ngram(training: dict) -> list[str]:
+    if not (ngram := training.get("ngram")):
+        return []
+    stack = ngram["stacking"]
+    return [
+        f"- N-gram branch (NBSVM-style logistic regression over unigrams and "
+        f"{ngram['buckets']:,} hashed bigram buckets, C = {ngram['C']:g}), stacked with the RNN "
+        f"on validation: logit = {stack['rnn']:.3f} × RNN + {stack['ngram']:.3f} × n-gram "
+        f"{stack['bias']:+.3f}; validation accuracy RNN {ngram['rnn_val_accuracy']:.4f}, "
+        f"stacked {ngram['stacked_val_accuracy']:.4f}"
+    ]
 
 
 def _calibration(training: dict) -> list[str]:

@@ -82,6 +82,10 @@ class Config:
         "output layer: sigmoid (two labels, P(second label)), softmax (one probability per label); auto: sigmoid for two labels, softmax for more",
         HEADS,
     )
+    ngram_buckets: int = _opt(
+        0,
+        "two-label models: an n-gram branch, Naive-Bayes-weighted logistic regression over the unigrams and this many hashed bigram buckets, fit after the RNN and stacked with it on the validation rows; in the ONNX graph too (e.g. 1048576; 0: off)",
+    )
     # optimisation
     epochs: int = _opt(
         6, "most epochs; training stops earlier when the validation loss stops improving"
@@ -220,6 +224,8 @@ class Config:
             out.append("--pretrain-heldout must be in [0, 1)")
         if not 0 <= self.average_weights < 1:
             out.append("--average-weights must be in [0, 1)")
+        if self.ngram_buckets and self.ngram_buckets < 2 * self.vocab_size:
+            out.append("--ngram-buckets must be 0 (off) or at least twice --vocab-size")
         if self.finetune_lr_ratio <= 0:
             out.append("--finetune-lr-ratio must be above 0")
         return out

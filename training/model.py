@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from training.ngram import NgramLogit
+
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 POOLINGS = ("last", "last+mean+max")
 
@@ -28,6 +30,8 @@ class ModelConfig:
     pooling: str = "last"
     # 1: one sigmoid unit, P(labels[1]); N >= 2: a softmax over N labels.
     outputs: int = 1
+    # > 0: an n-gram branch's logit joins the features (training/ngram.py; sigmoid only).
+    ngram_buckets: int = 0
 
     @classmethod
     def from_training_config(cls, config: dict, vocab_size: int) -> ModelConfig:
@@ -99,6 +103,7 @@ def _layer_names(cfg: ModelConfig) -> dict[str, str]:
         "embedding_dropout": "embedding_dropout",
         "rnn": f"bi_{cfg.cell}" if cfg.bidirectional else cfg.cell,
         "pooling": "pooling",
+        "ngram": "ngram_logit",
         "features": "features",
         "dropout": "dropout",
         "output": "score" if cfg.outputs == 1 else "probabilities",
@@ -119,6 +124,8 @@ def _new_layers(cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
     layers["rnn"] = keras.layers.Bidirectional(rnn, name=names["rnn"]) if cfg.bidirectional else rnn
     if pooled:
         layers["pooling"] = MaskedPooling(name=names["pooling"])
+    if cfg.ngram_buckets:
+        layers["ngram"] = NgramLogit(cfg.vocab_size, cfg.ngram_buckets, name=names["ngram"])
     layers["features"] = keras.layers.Concatenate(name=names["features"])
     if cfg.dropout:
         layers["dropout"] = keras.layers.Dropout(cfg.dropout, name=names["dropout"])
@@ -152,6 +159,8 @@ def after_embedding(layers: dict, cfg: ModelConfig, x, ids, mask=None, training=
     states = 2 if cfg.cell == "lstm" else 1
     finals = [outputs[1], outputs[1 + states]] if cfg.bidirectional else [outputs[1]]
     features = finals + ([layers["pooling"](outputs[0], ids)] if "pooling" in layers else [])
+    if "ngram" in layers:
+        features.append(layers["ngram"](ids))  # last: fit_ngram_branch sets its kernel row
     x = layers["features"](features) if len(features) > 1 else features[0]
     if "dropout" in layers:
         x = layers["dropout"](x, training=training)

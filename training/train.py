@@ -9,7 +9,8 @@ Top to bottom:
 3. tokenizer: vocabulary from the training rows only, saved as tokenizer.json
 4. model: Embedding → (Bi)LSTM → Dense (sigmoid for two labels, softmax for more),
    length-bucketed batches, early stopping on the pooled validation loss; optionally
-   started from word vectors and/or a language model pretrained on the training texts
+   started from word vectors and/or a language model pretrained on the training texts;
+   optionally an n-gram branch fit afterwards and stacked with it on validation
 5. export: tf2onnx → one fused ONNX LSTM node; ORT vs Keras parity on texts of every source
 6. evaluate once, at the end, through onnxruntime: every test split, per source and pooled,
    beside the TF-IDF + logistic regression baseline trained on the same rows
@@ -158,6 +159,7 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     from training.calibrate import calibrate
     from training.fit import fit_model
     from training.model import ModelConfig, build_model
+    from training.ngram import fit_ngram_branch
     from training.pretrain import initial_weights
 
     model_cfg = ModelConfig.from_training_config(config, encoder.vocab_size)
@@ -169,7 +171,10 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     )
     best = int(np.argmin(history["val_loss"])) + 1
     log(f"fit: {fit_seconds:.0f} s; best: epoch {best} of {len(history['loss'])}")
-    # 4b. probabilities calibrated on validation; labels unchanged (training/calibrate.py)
+    # 4b. optional n-gram branch, fit and stacked on validation (training/ngram.py)
+    if model_cfg.ngram_buckets:
+        init_report["ngram"] = fit_ngram_branch(model, model_cfg, splits[0], splits[1], log)
+    # 4c. probabilities calibrated on validation; labels unchanged (training/calibrate.py)
     init_report["calibration"] = calibrate(model, model_cfg, splits[1], cfg.calibration, log)
     # Weights only (no optimizer state): with config.json they rebuild the exact Keras model.
     inference_copy = build_model(model_cfg)
@@ -208,6 +213,14 @@ def _write_bundle(cfg, plan, version, config, encoder, corpus, metrics, history,
     )
 
 
+def _check_ngram_head(cfg: Config, plan: Plan) -> None:
+    softmax = cfg.head == "softmax" or (cfg.head == "auto" and len(plan.labels) > 2)
+    if cfg.ngram_buckets and softmax:
+        raise ConfigError(
+            "--ngram-buckets needs a sigmoid head: two labels, --head auto or sigmoid"
+        )
+
+
 def _sources_json(plan: Plan) -> list[dict]:
     """The sources as trained on (paths resolved), for config.json and the manifest."""
     out = []
@@ -241,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         check_vectors(cfg)
-        load_plan(cfg)
+        _check_ngram_head(cfg, load_plan(cfg))
         check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:
         return fail(str(exc))

@@ -1,0 +1,162 @@
+"""The n-gram branch: the graph computes the features the fit used, adds nothing while the
+RNN trains, folds the stacking exactly, exports with parity, and a job trains it end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from sentiment_core.encoder import pad_batch
+from training.calibrate import logits_of
+from training.export import export_onnx, verify_parity
+from training.fit import Rows
+from training.model import ModelConfig, build_model, layers_of
+from training.ngram import bigram_index, fit_ngram_branch, nb_ratios, ngram_features
+
+VOCAB, BUCKETS = 50, 400
+CFG = ModelConfig(VOCAB, 6, 4, pooling="last+mean+max", ngram_buckets=BUCKETS)
+
+
+def sequences(n: int, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, VOCAB, int(k)).tolist() for k in rng.integers(1, 30, n)]
+
+
+def test_bigram_buckets_follow_the_unigram_ids_and_stay_in_range():
+    first, second = np.arange(1, VOCAB), np.arange(VOCAB - 1, 0, -1)
+    index = bigram_index(first, second, VOCAB, BUCKETS)
+    assert index.min() >= VOCAB and index.max() < BUCKETS
+    assert bigram_index(3, 4, VOCAB, BUCKETS) != bigram_index(4, 3, VOCAB, BUCKETS)  # ordered
+
+
+def test_features_count_each_ngram_over_the_root_of_the_length():
+    x = ngram_features([[5, 7, 5, 7], [9]], VOCAB, BUCKETS).toarray()
+    root = 1 / np.sqrt(4)
+    assert x[0, 5] == pytest.approx(2 * root) and x[0, 7] == pytest.approx(2 * root)
+    assert x[0, bigram_index(5, 7, VOCAB, BUCKETS)] == pytest.approx(2 * root)  # 5 7 twice
+    assert x[0, bigram_index(7, 5, VOCAB, BUCKETS)] == pytest.approx(root)
+    assert x[1, 9] == pytest.approx(1.0) and x[1].sum() == pytest.approx(1.0)  # no bigram
+
+
+def test_nb_ratios_point_towards_the_label_a_feature_comes_with():
+    x = ngram_features([[1, 2], [1, 2], [3, 4], [3, 4]], VOCAB, BUCKETS)
+    ratios = nb_ratios(x, np.array([1, 1, 0, 0]))
+    assert ratios[1] > 0 > ratios[3] and ratios[10] == pytest.approx(0.0)  # unseen: neutral
+
+
+def test_the_graph_computes_the_features_times_the_table_padding_ignored():
+    model = build_model(CFG)
+    layer = layers_of(model, CFG)["ngram"]
+    table = np.random.default_rng(1).normal(size=(BUCKETS, 1)).astype(np.float32)
+    layer.table.assign(table)
+    seqs = [*sequences(40), [7]]
+    expected = ngram_features(seqs, VOCAB, BUCKETS) @ table[:, 0]
+    got = np.asarray(layer(pad_batch(seqs)))[:, 0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_branch_adds_nothing_until_fit():
+    model = build_model(CFG)
+    assert not layers_of(model, CFG)["ngram"].trainable_weights  # frozen: zero in training
+    plain = build_model(ModelConfig(VOCAB, 6, 4, pooling="last+mean+max"))
+    weights = [w for w in model.get_weights() if w.shape != (BUCKETS, 1)]
+    weights[-2] = weights[-2][:-1]  # the output kernel without the n-gram row
+    plain.set_weights(weights)
+    batch = pad_batch(sequences(20))
+    np.testing.assert_allclose(model(batch), plain(batch), atol=1e-6)
+
+
+def labelled(n: int, seed: int) -> Rows:
+    """Label 1: ids mostly from the vocabulary's upper half; label 0: mostly the lower."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    half = VOCAB // 2
+    seqs = [
+        np.where(rng.random(k) < 0.75, rng.integers(half, VOCAB, k), rng.integers(1, half, k))
+        if label
+        else np.where(rng.random(k) < 0.75, rng.integers(1, half, k), rng.integers(half, VOCAB, k))
+        for label, k in zip(y, rng.integers(3, 30, n), strict=True)
+    ]
+    return Rows([], [s.tolist() for s in seqs], y)
+
+
+def test_the_fit_folds_the_stacking_into_the_model_exactly():
+    model = build_model(CFG)
+    train, validation = labelled(300, 1), labelled(120, 2)
+    rnn = logits_of(model, CFG, validation)[:, 0]
+    report = fit_ngram_branch(model, CFG, train, validation, lambda _: None)
+    stack = report["stacking"]
+    assert report["stacked_val_accuracy"] > 0.85  # the n-gram model sees the rule directly
+    # The folded logit: a × the RNN's + the table's n-gram logit (b × the n-gram model's) +
+    # one constant (b × its intercept + c), whatever the text.
+    after = logits_of(model, CFG, validation)[:, 0]
+    ngram = np.asarray(layers_of(model, CFG)["ngram"](pad_batch(validation.ids)))[:, 0]
+    constant = after - stack["rnn"] * rnn - ngram
+    assert np.ptp(constant) < 1e-3 and np.ptp(ngram) > 1.0
+    assert layers_of(model, CFG)["output"].get_weights()[0][-1, 0] == 1.0
+    accuracy = np.mean((after > 0) == validation.y)
+    assert accuracy == pytest.approx(report["stacked_val_accuracy"], abs=0.01)
+
+
+def test_a_model_with_the_branch_exports_with_parity(tmp_path):
+    model = build_model(CFG)
+    table = np.random.default_rng(2).normal(size=(BUCKETS, 1)).astype(np.float32)
+    layers_of(model, CFG)["ngram"].table.assign(table)
+    kernel, bias = layers_of(model, CFG)["output"].get_weights()
+    kernel[-1] = 1.0
+    layers_of(model, CFG)["output"].set_weights([kernel, bias])
+    path = tmp_path / "model.onnx"
+    ops = export_onnx(model, CFG, path)
+    assert ops.get("LSTM") == 1 and ops.get("Gather") == 3  # embedding, unigrams, bigrams
+    report = verify_parity(model, path, [*sequences(300, 3), [4]])
+    assert report["max_abs_diff"] <= 1e-5 and report["label_mismatches"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_a_job_with_the_branch_writes_a_bundle_the_service_serves(tmp_path):
+    from service.model.loader import load_bundle
+    from tests.training.test_train_three_class import CONFIG, WORDS, write_csv
+    from training.train import main
+
+    rng = random.Random(5)
+    for name, n in (("train.csv", 240), ("test.csv", 60)):
+        write_csv(tmp_path / name, n, rng)
+    config = CONFIG.replace('["negative", "neutral", "positive"]', '["negative", "positive"]')
+    config = config.replace("neutral = 3, ", "").replace("positive = [4, 5] }",
+                            "positive = [4, 5] }\nskip_labels = [3]")  # fmt: skip
+    (tmp_path / "binary.toml").write_text(config)
+    models = tmp_path / "models"
+    assert main(["--config", str(tmp_path / "binary.toml"), "--models-dir", str(models),
+                 "--version", "n1", "--no-quantize", "--no-baseline",
+                 "--ngram-buckets", "1000"]) == 0  # fmt: skip
+    bundle_dir = models / "shop-sentiment" / "n1"
+    ngram = json.loads((bundle_dir / "metrics.json").read_text())["training"]["ngram"]
+    assert ngram["buckets"] == 1000 and ngram["stacked_val_accuracy"] >= 0.9
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "n-gram logit (1,000 buckets)" in card and "stacked with the RNN" in card
+    bundle = load_bundle(bundle_dir)
+    good, bad = bundle.score_texts([" ".join(WORDS["positive"]), " ".join(WORDS["negative"])])
+    assert good > 0.5 > bad
+
+
+def test_a_softmax_model_with_the_branch_is_refused_before_training(tmp_path, capsys):
+    from tests.training.test_train_three_class import CONFIG, write_csv
+    from training.train import main
+
+    for name in ("train.csv", "test.csv"):
+        write_csv(tmp_path / name, 30, random.Random(1))
+    (tmp_path / "three.toml").write_text(CONFIG)
+    argv = ["--config", str(tmp_path / "three.toml"), "--models-dir", str(tmp_path / "m")]
+    assert main([*argv, "--ngram-buckets", "1000"]) == 2
+    assert "--ngram-buckets needs a sigmoid head" in capsys.readouterr().err
+    assert main([*argv, "--ngram-buckets", "100"]) == 2  # under twice the vocabulary (200)
+    assert (
+        "--ngram-buckets must be 0 (off) or at least twice --vocab-size" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "m").exists()
