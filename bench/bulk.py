@@ -20,6 +20,7 @@ reported beside it. The target (issue 17): >= 90% of (d)'s texts/s.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import statistics
@@ -49,10 +50,12 @@ def ceiling(bundle: Path, reviews: Path, work: Path, budget_s: float, config: st
     return json.loads(out.read_text())
 
 
-def bulk(reviews: Path, work: Path, expected_rows: int, extra: list[str]) -> dict:
-    """One ``sentiment-score`` process over the reviews; its own figures and the wall."""
+def bulk(bundle: Path, reviews: Path, work: Path, expected_rows: int, extra: list[str]) -> dict:
+    """One ``sentiment-score`` process over the reviews with (d)'s bundle; its own figures
+    and the wall."""
     out = work / "scored.csv"
-    command = [sys.executable, "-m", "service.bulk", str(reviews), "-o", str(out), *extra]
+    command = [sys.executable, "-m", "service.bulk", str(reviews), "-o", str(out)]
+    command += [*extra, "--model", str(bundle)]
     started = time.monotonic()
     done = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800, check=False
@@ -64,9 +67,14 @@ def bulk(reviews: Path, work: Path, expected_rows: int, extra: list[str]) -> dic
     if not found:
         raise RuntimeError(f"no summary line in:\n{done.stderr}")
     rows, bad = int(found.group(1).replace(",", "")), int(found.group(2).replace(",", ""))
-    written = sum(1 for _ in out.open()) - 1
+    with out.open(newline="") as scored:
+        output = list(csv.DictReader(scored))
+    written, models = len(output), {(row["model"], row["model_version"]) for row in output}
     if (rows, bad, written) != (expected_rows, 0, expected_rows):
         raise RuntimeError(f"expected {expected_rows} rows scored, got {rows} ({bad} bad)")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    if models != {(manifest["name"], manifest["version"])}:
+        raise RuntimeError(f"sentiment-score used {models}, not (d)'s bundle {bundle}")
     scoring_s = float(found.group(3))
     return {
         "rows": rows,
@@ -101,7 +109,7 @@ def measure(args: argparse.Namespace) -> dict:
             if who == "d":
                 pair["d"] = ceiling(bundle, reviews, work, args.budget, config)["best"]
             else:
-                pair["bulk"] = bulk(reviews, work, args.reviews, args.bulk_args.split())
+                pair["bulk"] = bulk(bundle, reviews, work, args.reviews, args.bulk_args.split())
         pair["ratio"] = pair["bulk"]["texts_per_s"] / pair["d"]["texts_per_s"]
         pair["ratio_end_to_end"] = pair["bulk"]["end_to_end_texts_per_s"] / pair["d"]["texts_per_s"]
         print(_pair_line(k, pair), flush=True)

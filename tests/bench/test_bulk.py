@@ -37,3 +37,20 @@ def test_markdown_states_the_median_ratio_against_the_target():
     )
     assert "| 1 | d-bulk | 4,500 | 5,000 | 90.0% | 5.00 s | 80.0% |" in text
     assert "Median ratio: **90.0%** (target 90%)" in text
+
+
+def test_sentiment_score_runs_on_the_ceilings_bundle_not_the_default_model(tmp_path):
+    import json
+
+    from bench.bulk import bulk
+    from service.settings import Settings
+
+    reviews = tmp_path / "reviews.jsonl"
+    texts = ["A wonderful film.", "Dull and far too long.", "I loved it.", "Awful.", "Fine."]
+    reviews.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    specialist = Settings(models=["sentiment-lstm"]).resolved_model_dir()
+    # The default model is sentiment-general: without --model the rows would name it.
+    result = bulk(specialist, reviews, tmp_path, len(texts), [])
+    assert result["rows"] == len(texts)
+    scored = (tmp_path / "scored.csv").read_text()
+    assert "sentiment-lstm" in scored and "sentiment-general" not in scored
