@@ -184,12 +184,17 @@ def _ngram(training: dict) -> list[str]:
     if not (ngram := training.get("ngram")):
         return []
     stack = ngram["stacking"]
+    if len(stack["bias"]) == 1:  # one sigmoid logit: the two weights say how it is mixed
+        (rnn,), (gram,), (bias,) = stack["rnn"][0], stack["ngram"][0], stack["bias"]
+        how = f"logit = {rnn:.3f} × RNN + {gram:.3f} × n-gram {bias:+.3f}"
+        model = "NBSVM-style logistic regression"
+    else:
+        how = f"each label's logit a weighted sum of the {2 * len(stack['bias'])} logits"
+        model = "multinomial logistic regression"
     return [
-        f"- N-gram branch (NBSVM-style logistic regression over unigrams and "
-        f"{ngram['buckets']:,} hashed bigram buckets, C = {ngram['C']:g}), stacked with the RNN "
-        f"on validation: logit = {stack['rnn']:.3f} × RNN + {stack['ngram']:.3f} × n-gram "
-        f"{stack['bias']:+.3f}; validation accuracy RNN {ngram['rnn_val_accuracy']:.4f}, "
-        f"stacked {ngram['stacked_val_accuracy']:.4f}"
+        f"- N-gram branch ({model} over unigrams and {ngram['buckets']:,} hashed bigram "
+        f"buckets, C = {ngram['C']:g}), stacked with the RNN on validation: {how}; validation "
+        f"accuracy RNN {ngram['rnn_val_accuracy']:.4f}, stacked {ngram['stacked_val_accuracy']:.4f}"
     ]
 
 

@@ -84,7 +84,7 @@ class Config:
     )
     ngram_buckets: int = _opt(
         0,
-        "two-label models: an n-gram branch, Naive-Bayes-weighted logistic regression over the unigrams and this many hashed bigram buckets, fit after the RNN and stacked with it on the validation rows; in the ONNX graph too (e.g. 1048576; 0: off)",
+        "an n-gram branch: logistic regression over the unigrams and this many hashed bigram buckets (Naive-Bayes-weighted for two labels, multinomial for more), fit after the RNN and stacked with it on the validation rows; in the ONNX graph too (e.g. 2097152; 0: off)",
     )
     # optimisation
     epochs: int = _opt(

@@ -30,7 +30,7 @@ class ModelConfig:
     pooling: str = "last"
     # 1: one sigmoid unit, P(labels[1]); N >= 2: a softmax over N labels.
     outputs: int = 1
-    # > 0: an n-gram branch's logit joins the features (training/ngram.py; sigmoid only).
+    # > 0: an n-gram branch's logits join the features (training/ngram.py).
     ngram_buckets: int = 0
 
     @classmethod
@@ -125,7 +125,9 @@ def _new_layers(cfg: ModelConfig) -> dict[str, keras.layers.Layer]:
     if pooled:
         layers["pooling"] = MaskedPooling(name=names["pooling"])
     if cfg.ngram_buckets:
-        layers["ngram"] = NgramLogit(cfg.vocab_size, cfg.ngram_buckets, name=names["ngram"])
+        layers["ngram"] = NgramLogit(
+            cfg.vocab_size, cfg.ngram_buckets, cfg.outputs, name=names["ngram"]
+        )
     layers["features"] = keras.layers.Concatenate(name=names["features"])
     if cfg.dropout:
         layers["dropout"] = keras.layers.Dropout(cfg.dropout, name=names["dropout"])

@@ -1,18 +1,19 @@
-"""An n-gram branch beside the RNN: Naive-Bayes-weighted logistic regression over the
-token ids' unigrams and hashed bigrams (NBSVM, Wang & Manning 2012), stacked with the
-RNN's logit on the validation rows (as Mesnil et al. 2014 combine NBSVM with an RNN).
+"""An n-gram branch beside the RNN: logistic regression over the token ids' unigrams and
+hashed bigrams, Naive-Bayes-weighted for two labels (NBSVM, Wang & Manning 2012) and
+multinomial for more, stacked with the RNN's logits on the validation rows (as Mesnil et
+al. 2014 combine NBSVM with an RNN).
 
 The two models err on different reviews: the RNN reads word order and negation, the
 n-gram model weighs every phrase of a long review at once. The branch is part of the
-Keras model and of the ONNX graph (``NgramLogit``: a Gather over a (buckets, 1) table),
+Keras model and of the ONNX graph (``NgramLogit``: a Gather over a (buckets, outputs) table),
 so the service, the parity check and every bench see one model. It costs a table lookup
 per token, nothing beside the LSTM (docs/training.md, "Fourth round").
 
 During the RNN's training the table is zero and frozen, so the branch adds 0 and the RNN
 trains exactly as without it. After training, ``fit_ngram_branch`` fits the n-gram model
-on the training rows, picks its regularisation by validation accuracy, fits the two
-stacking weights and the bias on the validation rows, and folds all of it into the table
-and the output layer.
+on the training rows, picks its regularisation by validation accuracy, fits the stacking
+(a logistic regression on the two models' logits) on the validation rows, and folds it
+into the output layer; the table holds the n-gram model's weights.
 
 Features, identical in numpy (here) and in the graph (``NgramLogit``): for a text of L
 real tokens, each unigram id and each hashed bigram index counts 1/sqrt(L) (between the
@@ -72,37 +73,41 @@ def nb_ratios(features: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
 
 @keras.saving.register_keras_serializable("sentiment")
 class NgramLogit(keras.layers.Layer):
-    """The n-gram model's logit for each text: its features (see the module) times a
-    (buckets, 1) table, plus nothing: the intercept lives in the output layer's bias.
+    """The n-gram model's logits for each text: its features (see the module) times a
+    (buckets, outputs) table, plus nothing: the intercepts live in the output layer's bias.
 
     The table is not trainable: zero while the RNN trains, then set by ``fit_ngram_branch``.
     """
 
-    def __init__(self, vocab_size: int, buckets: int, **kwargs):
+    def __init__(self, vocab_size: int, buckets: int, outputs: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.vocab_size, self.buckets = vocab_size, buckets
+        self.vocab_size, self.buckets, self.outputs = vocab_size, buckets, outputs
 
     def build(self, input_shape):
         self.table = self.add_weight(
-            shape=(self.buckets, 1), initializer="zeros", trainable=False, name="table"
+            shape=(self.buckets, self.outputs), initializer="zeros", trainable=False, name="table"
         )
 
     def call(self, input_ids):
         ids = ops.cast(input_ids, "int64")
         real = ops.cast(ops.greater(ids, 0), self.compute_dtype)
         pairs = bigram_index(ids[:, :-1], ids[:, 1:], self.vocab_size, self.buckets)
-        unigrams = ops.sum(ops.take(self.table, ids, axis=0)[..., 0] * real, axis=1)
-        bigrams = ops.sum(
-            ops.take(self.table, pairs, axis=0)[..., 0] * real[:, :-1] * real[:, 1:], axis=1
-        )
-        length = ops.maximum(ops.sum(real, axis=1), 1.0)
-        return ops.expand_dims((unigrams + bigrams) / ops.sqrt(length), -1)
+        pair_real = real[:, :-1] * real[:, 1:]
+        unigrams = ops.sum(ops.take(self.table, ids, axis=0) * real[..., None], axis=1)
+        bigrams = ops.sum(ops.take(self.table, pairs, axis=0) * pair_real[..., None], axis=1)
+        length = ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0)
+        return (unigrams + bigrams) / ops.sqrt(length)
 
     def compute_mask(self, inputs, mask=None):
         return None
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "buckets": self.buckets,
+            "outputs": self.outputs,
+        }
 
 
 def fit_ngram_branch(
@@ -113,54 +118,77 @@ def fit_ngram_branch(
     log: Callable[[str], None],
 ) -> dict:
     """Fit the n-gram model and the stacking, fold both into ``model``; the report."""
-    from sklearn.linear_model import LogisticRegression
-
     from training.calibrate import logits_of
     from training.model import layers_of
 
-    vocab, buckets = model_cfg.vocab_size, model_cfg.ngram_buckets
+    vocab, buckets, outputs = model_cfg.vocab_size, model_cfg.ngram_buckets, model_cfg.outputs
     x_train = ngram_features(train.ids, vocab, buckets)
-    ratios = nb_ratios(x_train, train.y)
-    scale = sp.diags(ratios)
-    x_train = x_train @ scale
-    x_val = ngram_features(validation.ids, vocab, buckets) @ scale
+    x_val = ngram_features(validation.ids, vocab, buckets)
+    two_labels = int(max(train.y.max(), validation.y.max())) <= 1
+    ratios = np.ones(buckets)
+    if two_labels:  # NBSVM: the features scaled by their log-count ratios
+        ratios = nb_ratios(x_train, train.y)
+        x_train, x_val = x_train @ sp.diags(ratios), x_val @ sp.diags(ratios)
     accuracy, fitted = {}, {}
     for c in C_GRID:
-        lr = LogisticRegression(C=c, solver="liblinear", max_iter=2000)
-        fitted[c] = lr.fit(x_train, train.y, sample_weight=train.weights)
-        accuracy[c] = float(np.mean((lr.decision_function(x_val) > 0) == validation.y))
+        lr = _logistic(c, two_labels).fit(x_train, train.y, sample_weight=train.weights)
+        fitted[c] = _columns(lr, outputs)
+        accuracy[c] = _accuracy(x_val @ fitted[c][0] + fitted[c][1], validation.y)
     best = max(C_GRID, key=lambda c: (accuracy[c], -c))  # ties: the stronger regularisation
-    weights = ratios * fitted[best].coef_[0]
-    ngram_val = x_val @ fitted[best].coef_[0] + fitted[best].intercept_[0]
+    coef, intercept = fitted[best]  # (buckets, outputs), (outputs,)
+    ngram_val = x_val @ coef + intercept
 
-    rnn_val = logits_of(model, model_cfg, validation)[:, 0]
-    stack = LogisticRegression(C=1e4).fit(np.stack([rnn_val, ngram_val], axis=1), validation.y)
-    (a, b), c = stack.coef_[0], stack.intercept_[0]
+    rnn_val = logits_of(model, model_cfg, validation)
+    both = np.hstack([rnn_val, ngram_val])
+    on_both, stack_bias = _columns(_logistic(1e4, two_labels).fit(both, validation.y), outputs)
+    on_rnn, on_ngram = on_both[:outputs], on_both[outputs:]  # (in, out) each
     layers = layers_of(model, model_cfg)
-    layers["ngram"].table.assign((b * weights).astype(np.float32)[:, None])
+    layers["ngram"].table.assign((coef * ratios[:, None]).astype(np.float32))
     kernel, bias = layers["output"].get_weights()
-    kernel = kernel * a  # the RNN's features are scaled by a; the n-gram logit (last row) by 1
-    kernel[-1] = 1.0
-    layers["output"].set_weights([kernel, a * bias + b * fitted[best].intercept_[0] + c])
+    # The output layer's inputs: the RNN's features, then the table's n-gram logits (last).
+    kernel[:-outputs] = kernel[:-outputs] @ on_rnn
+    kernel[-outputs:] = on_ngram
+    layers["output"].set_weights([kernel, bias @ on_rnn + intercept @ on_ngram + stack_bias])
 
-    stacked_val = a * rnn_val + b * ngram_val + c
     report = {
         "buckets": buckets,
-        "features_used": int(np.count_nonzero(weights)),
+        "features_used": int(np.count_nonzero(np.any(coef != 0, axis=1))),
         "C": best,
         "ngram_val_accuracy": {str(k): round(v, 4) for k, v in accuracy.items()},
-        "rnn_val_accuracy": round(float(np.mean((rnn_val > 0) == validation.y)), 4),
-        "stacked_val_accuracy": round(float(np.mean((stacked_val > 0) == validation.y)), 4),
+        "rnn_val_accuracy": round(_accuracy(rnn_val, validation.y), 4),
+        "stacked_val_accuracy": round(_accuracy(both @ on_both + stack_bias, validation.y), 4),
         "stacking": {
-            "rnn": round(float(a), 4),
-            "ngram": round(float(b), 4),
-            "bias": round(float(c), 4),
+            "rnn": np.round(on_rnn, 4).tolist(),
+            "ngram": np.round(on_ngram, 4).tolist(),
+            "bias": np.round(stack_bias, 4).tolist(),
         },
     }
     log(
         f"n-gram branch: {report['features_used']:,} of {buckets:,} buckets used; validation "
         f"accuracy by C {report['ngram_val_accuracy']} (C = {best:g} kept); RNN "
-        f"{report['rnn_val_accuracy']:.4f}, stacked {report['stacked_val_accuracy']:.4f} "
-        f"(weights {a:.3f} RNN, {b:.3f} n-gram)"
+        f"{report['rnn_val_accuracy']:.4f}, stacked {report['stacked_val_accuracy']:.4f}"
     )
     return report
+
+
+def _logistic(c: float, two_labels: bool):
+    from sklearn.linear_model import LogisticRegression
+
+    # liblinear for two labels (one logit); lbfgs fits the multinomial (softmax) model.
+    return LogisticRegression(C=c, solver="liblinear" if two_labels else "lbfgs", max_iter=2000)
+
+
+def _columns(fitted, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted model's weights as (inputs, outputs) and its intercepts, in the model's
+    output columns: a two-label fit has one logit z, which a softmax head over two labels
+    reads as the logits (0, z)."""
+    coef, intercept = fitted.coef_.T, np.asarray(fitted.intercept_, dtype=np.float64)
+    if outputs == 2 and coef.shape[1] == 1:
+        coef = np.hstack([np.zeros_like(coef), coef])
+        intercept = np.array([0.0, intercept[0]])
+    return coef, intercept
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    predicted = (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(axis=1)
+    return float(np.mean(predicted == y))

@@ -213,14 +213,6 @@ def _write_bundle(cfg, plan, version, config, encoder, corpus, metrics, history,
     )
 
 
-def _check_ngram_head(cfg: Config, plan: Plan) -> None:
-    softmax = cfg.head == "softmax" or (cfg.head == "auto" and len(plan.labels) > 2)
-    if cfg.ngram_buckets and softmax:
-        raise ConfigError(
-            "--ngram-buckets needs a sigmoid head: two labels, --head auto or sigmoid"
-        )
-
-
 def _sources_json(plan: Plan) -> list[dict]:
     """The sources as trained on (paths resolved), for config.json and the manifest."""
     out = []
@@ -254,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         check_vectors(cfg)
-        _check_ngram_head(cfg, load_plan(cfg))
+        load_plan(cfg)
         check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:
         return fail(str(exc))

@@ -3,6 +3,7 @@ RNN trains, folds the stacking exactly, exports with parity, and a job trains it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -71,47 +72,52 @@ def test_the_branch_adds_nothing_until_fit():
     np.testing.assert_allclose(model(batch), plain(batch), atol=1e-6)
 
 
-def labelled(n: int, seed: int) -> Rows:
-    """Label 1: ids mostly from the vocabulary's upper half; label 0: mostly the lower."""
+def labelled(n: int, seed: int, outputs: int = 1) -> Rows:
+    """Label k: ids mostly from the k-th of (labels) equal parts of the vocabulary."""
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    half = VOCAB // 2
-    seqs = [
-        np.where(rng.random(k) < 0.75, rng.integers(half, VOCAB, k), rng.integers(1, half, k))
-        if label
-        else np.where(rng.random(k) < 0.75, rng.integers(1, half, k), rng.integers(half, VOCAB, k))
-        for label, k in zip(y, rng.integers(3, 30, n), strict=True)
-    ]
-    return Rows([], [s.tolist() for s in seqs], y)
+    labels = max(2, outputs)
+    y = rng.integers(0, labels, n)
+    part = (VOCAB - 1) // labels
+    seqs = []
+    for label, k in zip(y, rng.integers(3, 30, n), strict=True):
+        own = rng.integers(1 + label * part, 1 + (label + 1) * part, k)
+        seqs.append(np.where(rng.random(k) < 0.75, own, rng.integers(1, VOCAB, k)).tolist())
+    return Rows([], seqs, y)
 
 
-def test_the_fit_folds_the_stacking_into_the_model_exactly():
-    model = build_model(CFG)
-    train, validation = labelled(300, 1), labelled(120, 2)
-    rnn = logits_of(model, CFG, validation)[:, 0]
-    report = fit_ngram_branch(model, CFG, train, validation, lambda _: None)
-    stack = report["stacking"]
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_the_fit_folds_the_stacking_into_the_model_exactly(outputs):
+    cfg = dataclasses.replace(CFG, outputs=outputs)
+    model = build_model(cfg)
+    train, validation = labelled(300, 1, outputs), labelled(120, 2, outputs)
+    rnn = logits_of(model, cfg, validation)
+    report = fit_ngram_branch(model, cfg, train, validation, lambda _: None)
     assert report["stacked_val_accuracy"] > 0.85  # the n-gram model sees the rule directly
-    # The folded logit: a × the RNN's + the table's n-gram logit (b × the n-gram model's) +
-    # one constant (b × its intercept + c), whatever the text.
-    after = logits_of(model, CFG, validation)[:, 0]
-    ngram = np.asarray(layers_of(model, CFG)["ngram"](pad_batch(validation.ids)))[:, 0]
-    constant = after - stack["rnn"] * rnn - ngram
-    assert np.ptp(constant) < 1e-3 and np.ptp(ngram) > 1.0
-    assert layers_of(model, CFG)["output"].get_weights()[0][-1, 0] == 1.0
-    accuracy = np.mean((after > 0) == validation.y)
-    assert accuracy == pytest.approx(report["stacked_val_accuracy"], abs=0.01)
+    # The folded logits: the RNN's and the table's n-gram logits, each times its stacking
+    # weights, plus one constant per label (the intercepts), whatever the text.
+    after = logits_of(model, cfg, validation)
+    ngram = np.asarray(layers_of(model, cfg)["ngram"](pad_batch(validation.ids)))
+    on_rnn, on_ngram = np.array(report["stacking"]["rnn"]), np.array(report["stacking"]["ngram"])
+    constant = after - rnn @ on_rnn - ngram @ on_ngram
+    assert np.ptp(constant, axis=0).max() < 1e-2 and np.ptp(ngram) > 1.0
+    assert after.shape == (len(validation.ids), outputs)
+    predicted = (after[:, 0] > 0) if outputs == 1 else after.argmax(axis=1)
+    assert np.mean(predicted == validation.y) == pytest.approx(
+        report["stacked_val_accuracy"], abs=0.01
+    )
 
 
-def test_a_model_with_the_branch_exports_with_parity(tmp_path):
-    model = build_model(CFG)
-    table = np.random.default_rng(2).normal(size=(BUCKETS, 1)).astype(np.float32)
-    layers_of(model, CFG)["ngram"].table.assign(table)
-    kernel, bias = layers_of(model, CFG)["output"].get_weights()
-    kernel[-1] = 1.0
-    layers_of(model, CFG)["output"].set_weights([kernel, bias])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_a_model_with_the_branch_exports_with_parity(tmp_path, outputs):
+    cfg = dataclasses.replace(CFG, outputs=outputs)
+    model = build_model(cfg)
+    table = np.random.default_rng(2).normal(size=(BUCKETS, outputs)).astype(np.float32)
+    layers_of(model, cfg)["ngram"].table.assign(table)
+    kernel, bias = layers_of(model, cfg)["output"].get_weights()
+    kernel[-outputs:] = np.eye(outputs)
+    layers_of(model, cfg)["output"].set_weights([kernel, bias])
     path = tmp_path / "model.onnx"
-    ops = export_onnx(model, CFG, path)
+    ops = export_onnx(model, cfg, path)
     assert ops.get("LSTM") == 1 and ops.get("Gather") == 3  # embedding, unigrams, bigrams
     report = verify_parity(model, path, [*sequences(300, 3), [4]])
     assert report["max_abs_diff"] <= 1e-5 and report["label_mismatches"] == 0
@@ -145,7 +151,7 @@ def test_a_job_with_the_branch_writes_a_bundle_the_service_serves(tmp_path):
     assert good > 0.5 > bad
 
 
-def test_a_softmax_model_with_the_branch_is_refused_before_training(tmp_path, capsys):
+def test_too_few_buckets_are_refused_before_training(tmp_path, capsys):
     from tests.training.test_train_three_class import CONFIG, write_csv
     from training.train import main
 
@@ -153,8 +159,6 @@ def test_a_softmax_model_with_the_branch_is_refused_before_training(tmp_path, ca
         write_csv(tmp_path / name, 30, random.Random(1))
     (tmp_path / "three.toml").write_text(CONFIG)
     argv = ["--config", str(tmp_path / "three.toml"), "--models-dir", str(tmp_path / "m")]
-    assert main([*argv, "--ngram-buckets", "1000"]) == 2
-    assert "--ngram-buckets needs a sigmoid head" in capsys.readouterr().err
     assert main([*argv, "--ngram-buckets", "100"]) == 2  # under twice the vocabulary (200)
     assert (
         "--ngram-buckets must be 0 (off) or at least twice --vocab-size" in capsys.readouterr().err
