@@ -4,12 +4,12 @@ from __future__ import annotations
 
 # /predict with "sentences": true, on PredictRequest's third example.
 SENTENCES_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g7"},
+    "model": {"name": "sentiment-general", "version": "g9n"},
     "predictions": [
         {
             "label": "negative",
-            "score": -0.3314,
-            "probabilities": {"negative": 0.6194, "neutral": 0.0926, "positive": 0.288},
+            "score": -0.0424,
+            "probabilities": {"negative": 0.5103, "neutral": 0.0219, "positive": 0.4679},
             "tokens": 10,
             "truncated": False,
             "unknown_tokens": 0,
@@ -19,14 +19,14 @@ SENTENCES_EXAMPLE = {
                     "start": 0,
                     "end": 23,
                     "label": "positive",
-                    "probabilities": {"negative": 0.0128, "neutral": 0.0128, "positive": 0.9745},
+                    "probabilities": {"negative": 0.0069, "neutral": 0.0046, "positive": 0.9885},
                 },
                 {
                     "text": "The service was terrible.",
                     "start": 24,
                     "end": 49,
                     "label": "negative",
-                    "probabilities": {"negative": 0.928, "neutral": 0.0628, "positive": 0.0092},
+                    "probabilities": {"negative": 0.9708, "neutral": 0.0211, "positive": 0.0082},
                 },
             ],
             "mixed": True,
@@ -42,11 +42,11 @@ def _token(text: str, start: int, weight: float) -> dict:
 
 # /explain on ExplainRequest's example.
 EXPLAIN_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g7"},
+    "model": {"name": "sentiment-general", "version": "g9n"},
     "prediction": {
         "label": "negative",
-        "score": -0.6684,
-        "probabilities": {"negative": 0.7824, "neutral": 0.1037, "positive": 0.114},
+        "score": -0.4801,
+        "probabilities": {"negative": 0.7163, "neutral": 0.0475, "positive": 0.2362},
         "tokens": 10,
         "truncated": False,
         "unknown_tokens": 0,
@@ -54,9 +54,9 @@ EXPLAIN_EXAMPLE = {
     "target": "negative",
     "method": "leave-one-out",
     "tokens": [
-        _token("The", 0, 0.0101), _token("food", 4, -0.0185), _token("was", 9, -0.0035),
-        _token("excellent", 13, -0.1331), _token("but", 23, 0.1604), _token("the", 27, 0.002),
-        _token("service", 31, 0.0274), _token("was", 39, 0.0329), _token("terrible", 43, 0.7008),
-        _token(".", 51, -0.1171),
+        _token("The", 0, -0.0023), _token("food", 4, -0.033), _token("was", 9, -0.0422),
+        _token("excellent", 13, -0.2252), _token("but", 23, 0.1738), _token("the", 27, 0.0095),
+        _token("service", 31, -0.0118), _token("was", 39, 0.0313), _token("terrible", 43, 0.6771),
+        _token(".", 51, -0.0577),
     ],
 }  # fmt: skip

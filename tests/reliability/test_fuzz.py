@@ -37,7 +37,9 @@ from tests.support.reliability import (
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 SCHEMATHESIS_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
-_CONTROL = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+# The API accepts the whitespace controls (tab, newline, vertical tab, form feed, carriage
+# return) and refuses the other C0 codes and DEL.
+_CONTROL = {chr(c) for c in range(32) if chr(c) not in "\t\n\x0b\x0c\r"} | {"\x7f"}
 
 # Every code point, surrogates and control characters included.
 any_char = st.characters(exclude_categories=())
