@@ -124,7 +124,7 @@ def fit_ngram_branch(
     vocab, buckets, outputs = model_cfg.vocab_size, model_cfg.ngram_buckets, model_cfg.outputs
     x_train = ngram_features(train.ids, vocab, buckets)
     x_val = ngram_features(validation.ids, vocab, buckets)
-    two_labels = int(max(train.y.max(), validation.y.max())) <= 1
+    two_labels = outputs <= 2  # a sigmoid column, or a softmax over two labels
     ratios = np.ones(buckets)
     if two_labels:  # NBSVM: the features scaled by their log-count ratios
         ratios = nb_ratios(x_train, train.y)
