@@ -11,7 +11,16 @@ from training.sources import READERS, SourceSpec, default_label_map
 from training.sources.base import SPLITS, canonical_label
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-COMMON_KEYS = {"name", "reader", "label_map", "skip_labels", "weight", "sample", "val_fraction"}
+COMMON_KEYS = {
+    "name",
+    "reader",
+    "label_map",
+    "skip_labels",
+    "weight",
+    "sample",
+    "val_fraction",
+    "class_weight",
+}
 FILE_KEYS = {"train", "validation", "test", "encoding"}
 KEYS = {
     "imdb": COMMON_KEYS | {"path", "test_split"},
@@ -52,6 +61,7 @@ def source_spec(
         weight=_number(raw, "weight", 1.0, where, low=0.0),
         sample=_number(raw, "sample", 1.0, where, low=0.0),
         val_fraction=_fraction(raw, where),
+        class_weight=_class_weight(raw, where),
         **_files(raw, reader, data_dir, where),
         **_columns(raw, reader, where),
     )
@@ -138,6 +148,19 @@ def _number(raw: dict, key: str, default: float, where: str, low: float) -> floa
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= low:
         raise ConfigError(f"{where}: {key} must be a number above {low:g} (found {value!r})")
     return float(value)
+
+
+SOURCE_CLASS_WEIGHTS = ("none", "balanced")
+
+
+def _class_weight(raw: dict, where: str) -> str | None:
+    value = raw.get("class_weight")
+    if value is not None and value not in SOURCE_CLASS_WEIGHTS:
+        raise ConfigError(
+            f"{where}: class_weight must be one of {', '.join(SOURCE_CLASS_WEIGHTS)} "
+            f"(found {value!r}); leave it out to follow the job's --class-weight"
+        )
+    return value
 
 
 def _fraction(raw: dict, where: str) -> float | None:

@@ -136,8 +136,9 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
     tokenizer.save(str(work_dir / "tokenizer.json"))
     labels = plan.labels
     source_weight = {s.name: s.weight for s in plan.sources}
-    per_label = class_weights(corpus.train, labels, source_weight, cfg.class_weight)
-    if cfg.class_weight != "none":
+    overrides = {s.name: s.class_weight for s in plan.sources if s.class_weight}
+    per_label = class_weights(corpus.train, labels, source_weight, cfg.class_weight, overrides)
+    if cfg.class_weight != "none" or overrides:
         for source, weights in per_label.items():
             log(f"class weights {source}: {', '.join(f'{k} {v:.3f}' for k, v in weights.items())}")
 

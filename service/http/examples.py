@@ -4,12 +4,12 @@ from __future__ import annotations
 
 # /predict with "sentences": true, on PredictRequest's third example.
 SENTENCES_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g9n"},
+    "model": {"name": "sentiment-general", "version": "g10"},
     "predictions": [
         {
             "label": "negative",
-            "score": -0.0424,
-            "probabilities": {"negative": 0.5103, "neutral": 0.0219, "positive": 0.4679},
+            "score": -0.0036,
+            "probabilities": {"negative": 0.4871, "neutral": 0.0295, "positive": 0.4835},
             "tokens": 10,
             "truncated": False,
             "unknown_tokens": 0,
@@ -19,14 +19,14 @@ SENTENCES_EXAMPLE = {
                     "start": 0,
                     "end": 23,
                     "label": "positive",
-                    "probabilities": {"negative": 0.0069, "neutral": 0.0046, "positive": 0.9885},
+                    "probabilities": {"negative": 0.0073, "neutral": 0.0055, "positive": 0.9871},
                 },
                 {
                     "text": "The service was terrible.",
                     "start": 24,
                     "end": 49,
                     "label": "negative",
-                    "probabilities": {"negative": 0.9708, "neutral": 0.0211, "positive": 0.0082},
+                    "probabilities": {"negative": 0.9682, "neutral": 0.0233, "positive": 0.0084},
                 },
             ],
             "mixed": True,
@@ -42,11 +42,11 @@ def _token(text: str, start: int, weight: float) -> dict:
 
 # /explain on ExplainRequest's example.
 EXPLAIN_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g9n"},
+    "model": {"name": "sentiment-general", "version": "g10"},
     "prediction": {
         "label": "negative",
-        "score": -0.4801,
-        "probabilities": {"negative": 0.7163, "neutral": 0.0475, "positive": 0.2362},
+        "score": -0.5203,
+        "probabilities": {"negative": 0.735, "neutral": 0.0502, "positive": 0.2147},
         "tokens": 10,
         "truncated": False,
         "unknown_tokens": 0,
@@ -54,9 +54,9 @@ EXPLAIN_EXAMPLE = {
     "target": "negative",
     "method": "leave-one-out",
     "tokens": [
-        _token("The", 0, -0.0023), _token("food", 4, -0.033), _token("was", 9, -0.0422),
-        _token("excellent", 13, -0.2252), _token("but", 23, 0.1738), _token("the", 27, 0.0095),
-        _token("service", 31, -0.0118), _token("was", 39, 0.0313), _token("terrible", 43, 0.6771),
-        _token(".", 51, -0.0577),
+        _token("The", 0, -0.0168), _token("food", 4, -0.0285), _token("was", 9, -0.0405),
+        _token("excellent", 13, -0.1959), _token("but", 23, 0.2161), _token("the", 27, 0.0091),
+        _token("service", 31, -0.0135), _token("was", 39, 0.0191), _token("terrible", 43, 0.6897),
+        _token(".", 51, -0.0379),
     ],
 }  # fmt: skip

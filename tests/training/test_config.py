@@ -111,6 +111,7 @@ def test_the_general_config_is_the_committed_general_models_recipe():
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "colour = 1\n", "unknown key 'colour'"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "weight = 0\n", "weight must be a number above 0"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "val_fraction = 1\n", "val_fraction"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'class_weight = "balanced-per-source"\n', "class_weight must be one of none, balanced"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'encoding = "klingon"\n', "unknown encoding"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "header = false\n", "needs column numbers"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "label_map = { neutral = 2 }\n", "maps to 'neutral'"),
@@ -124,6 +125,13 @@ def test_the_general_config_is_the_committed_general_models_recipe():
 def test_config_mistakes_name_the_key(shop, text, message):
     with pytest.raises(ConfigError, match=message):
         plan_of(shop, text)
+
+
+def test_a_source_can_set_its_own_class_weight(shop):
+    text = 'labels = ["negative", "positive"]\n' + CSV_SOURCE
+    assert plan_of(shop, text)[1].sources[0].class_weight is None  # follows --class-weight
+    _, plan = plan_of(shop, text + 'class_weight = "none"\n')
+    assert plan.sources[0].class_weight == "none"
 
 
 def test_a_named_corpus_with_other_labels_needs_a_label_map(shop):

@@ -306,3 +306,29 @@ def test_class_weights_pooled_and_per_source():
     per_source = class_weights(examples, THREE, weights, "balanced-per-source")
     assert per_source["tweets"] == {"negative": 4 / 3, "neutral": 4 / 6, "positive": 4 / 3}
     assert per_source["reviews"] == {"negative": 1.0, "positive": 1.0}  # no neutral to lean to
+
+
+def test_a_source_overrides_the_class_weight_rule():
+    from training.sources.base import Example
+    from training.sources.splits import class_weights
+
+    examples = [
+        Example("t", label, source, "", "train")
+        for source, counts in {
+            "tweets": {"negative": 1, "neutral": 2, "positive": 1},
+            "snippets": {"negative": 1, "neutral": 1, "positive": 2},
+        }.items()
+        for label, n in counts.items()
+        for _ in range(n)
+    ]
+    weights = {"tweets": 1.0, "snippets": 1.0}
+    natural = class_weights(examples, THREE, weights, "balanced-per-source", {"snippets": "none"})
+    assert natural["snippets"] == dict.fromkeys(THREE, 1.0)
+    assert natural["tweets"] == {"negative": 4 / 3, "neutral": 4 / 6, "positive": 4 / 3}
+    # Pooled balancing counts only the sources that follow it; "balanced" balances one source.
+    mixed = class_weights(examples, THREE, weights, "balanced", {"snippets": "balanced"})
+    assert mixed["tweets"] == {"negative": 4 / 3, "neutral": 4 / 6, "positive": 4 / 3}
+    assert mixed["snippets"] == {"negative": 4 / 3, "neutral": 4 / 3, "positive": 4 / 6}
+    assert class_weights(examples, THREE, weights, "none", {"tweets": "balanced"})["snippets"] == (
+        dict.fromkeys(THREE, 1.0)
+    )

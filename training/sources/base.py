@@ -63,6 +63,7 @@ class SourceSpec:
     weight: float = 1.0  # multiplies the loss of this source's examples
     sample: float = 1.0  # share of its training rows used (above 1: repeated)
     val_fraction: float | None = None  # None = the job's --val-fraction
+    class_weight: str | None = None  # "none" / "balanced" for this source (None = the job's)
 
     def files(self) -> Iterator[tuple[str, Path]]:
         for split in SPLITS:

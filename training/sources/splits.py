@@ -71,22 +71,36 @@ def normalized(text: str) -> str:
 
 
 def class_weights(
-    examples: list[Example], labels: Sequence[str], source_weights: dict, mode: str
+    examples: list[Example],
+    labels: Sequence[str],
+    source_weights: dict,
+    mode: str,
+    overrides: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Each source's weight per label: ``none`` 1; ``balanced`` every label's total weight
     equal over all sources (w_c = total / (K · weight of c)); ``balanced-per-source`` the
     same within each source, over the labels it has (SemEval's few negatives weigh more,
-    without a polar corpus's rows leaning towards a neutral class it lacks)."""
+    without a polar corpus's rows leaning towards a neutral class it lacks).
+
+    ``overrides`` ({source: "none" | "balanced"}) sets a source's own rule: ``balanced``
+    within that source, whatever ``mode``; e.g. a source scored by accuracy keeps its
+    natural label mix while one scored by average recall is balanced. Pooled balancing
+    covers only the sources that follow ``mode``."""
+    overrides = overrides or {}
     sources = list(dict.fromkeys(e.source for e in examples))
-    if mode == "none":
-        return {source: dict.fromkeys(labels, 1.0) for source in sources}
-    if mode == "balanced":
-        pooled = _balanced(examples, labels, source_weights)
-        return {source: pooled for source in sources}
-    return {
-        source: _balanced([e for e in examples if e.source == source], labels, source_weights)
-        for source in sources
-    }
+    following = [e for e in examples if e.source not in overrides]
+    pooled = _balanced(following, labels, source_weights) if mode == "balanced" else {}
+    out = {}
+    for source in sources:
+        rule = overrides.get(source, mode)
+        if rule == "none":
+            out[source] = dict.fromkeys(labels, 1.0)
+        elif rule == "balanced" and source not in overrides:
+            out[source] = pooled
+        else:
+            own = [e for e in examples if e.source == source]
+            out[source] = _balanced(own, labels, source_weights)
+    return out
 
 
 def _balanced(examples: list[Example], labels: Sequence[str], source_weights: dict) -> dict:
