@@ -247,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         check_vectors(cfg)
-        load_plan(cfg)
         check_writable(models_folder(cfg))
     except (ConfigError, SetupError, DatasetError) as exc:
         return fail(str(exc))

@@ -87,15 +87,16 @@ def class_weights(
     natural label mix while one scored by average recall is balanced. Pooled balancing
     covers only the sources that follow ``mode``."""
     overrides = overrides or {}
-    sources = list(dict.fromkeys(e.source for e in examples))
-    following = [e for e in examples if e.source not in overrides]
-    pooled = _balanced(following, labels, source_weights) if mode == "balanced" else {}
+    job_rule = {"none": "none", "balanced": "pooled", "balanced-per-source": "own"}[mode]
+    rule = {e.source: job_rule for e in examples}
+    rule |= {source: "own" if how == "balanced" else "none" for source, how in overrides.items()}
+    following = [e for e in examples if rule[e.source] == "pooled"]
+    pooled = _balanced(following, labels, source_weights) if following else {}
     out = {}
-    for source in sources:
-        rule = overrides.get(source, mode)
-        if rule == "none":
+    for source in dict.fromkeys(e.source for e in examples):
+        if rule[source] == "none":
             out[source] = dict.fromkeys(labels, 1.0)
-        elif rule == "balanced" and source not in overrides:
+        elif rule[source] == "pooled":
             out[source] = pooled
         else:
             own = [e for e in examples if e.source == source]
