@@ -3,7 +3,8 @@
     python -m bench.model_cost models/sentiment-lstm/<v1> /path/to/<v2> ...
 
 For each bundle: test accuracy and ROC-AUC from its manifest (measured once, by the
-training job, through onnxruntime), and texts/s through onnxruntime on this machine:
+training job, through onnxruntime; an N-class bundle's accuracy is over all its test
+splits together and it has no AUC), and texts/s through onnxruntime on this machine:
 the same 2,000 IMDB test reviews for every bundle, length-sorted batches of 64, one
 session, intra-op threads = cores. Median of 3 timed passes after a warm-up.
 """
@@ -44,12 +45,12 @@ def texts_per_second(bundle, texts: list[str], batch_size: int = 64, repeats: in
     return len(texts) / statistics.median(timings)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bundles", nargs="+", type=Path)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     texts = sample_texts(args.texts)
     threads = os.cpu_count() or 1
     rows = []
@@ -67,7 +68,7 @@ def main() -> None:
                 "pooling": hp.get("pooling", "last"),
                 "vocab_size": hp["vocab_size"],
                 "test_accuracy": metrics["test"]["accuracy"],
-                "test_roc_auc": metrics["test"]["roc_auc"],
+                "test_roc_auc": metrics["test"].get("roc_auc"),  # binary bundles only
                 "validation_accuracy": metrics["validation"]["accuracy"],
                 "out_of_domain_accuracy": metrics["out_of_domain"]["accuracy"],
                 "best_epoch": metrics["training"]["best_epoch"],
@@ -86,12 +87,16 @@ def main() -> None:
         )
         print(
             f"| {Path(r['bundle']).name} | {model} | {r['test_accuracy']:.4f} | "
-            f"{r['test_roc_auc']:.4f} | {r['validation_accuracy']:.4f} | "
+            f"{_figure(r['test_roc_auc'])} | {r['validation_accuracy']:.4f} | "
             f"{r['out_of_domain_accuracy']:.3f} | {r['best_epoch']} | {r['fit_seconds']:.0f} | "
             f"{r['texts_per_s']:.0f} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

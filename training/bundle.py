@@ -1,7 +1,12 @@
-"""Write a model bundle: manifest.json (with file hashes and self-check texts) + MODEL_CARD.md."""
+"""Write a model bundle: manifest.json (with file hashes and self-check texts) + MODEL_CARD.md.
+
+python -m training.bundle <bundle dirs>   # re-render their cards (after a card change)
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import platform
 import subprocess
 import time
@@ -10,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_core.bundle import file_entries
+from sentiment_core.bundle import file_entries, sha256_file, verify_files
 from sentiment_core.encoder import TextEncoder
-from sentiment_core.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, parse_manifest
+from sentiment_core.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    Manifest,
+    parse_manifest,
+    read_manifest,
+)
 from sentiment_core.tokenizer import PAD_ID, UNK_ID
 from training.card import model_card
 
@@ -69,6 +80,24 @@ def write_bundle(
     (bundle_dir / "MODEL_CARD.md").write_text(model_card(manifest, metrics))
     manifest["files"] = file_entries(bundle_dir, skip_suffixes=(".keras", ".log"))
     typed = parse_manifest(manifest)  # what the service will read, checked before writing
+    (bundle_dir / MANIFEST_FILE).write_text(typed.to_json())
+    return typed
+
+
+def refresh_card(bundle_dir: Path) -> Manifest:
+    """Re-render MODEL_CARD.md from the bundle's own manifest and metrics.json, so a card
+    format change reaches committed bundles; only the card and its hash change. Every
+    other file must still match the manifest (``BundleError`` naming any that does not)."""
+    card_file = bundle_dir / "MODEL_CARD.md"
+    typed = read_manifest(bundle_dir)
+    others = {name: entry for name, entry in typed.files.items() if name != card_file.name}
+    verify_files(bundle_dir, typed.model_copy(update={"files": others}))
+    manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())
+    metrics = json.loads((bundle_dir / "metrics.json").read_text())
+    card_file.write_text(model_card(manifest, metrics))
+    entry = {"sha256": sha256_file(card_file), "bytes": card_file.stat().st_size}
+    manifest["files"][card_file.name] = entry
+    typed = parse_manifest(manifest)
     (bundle_dir / MANIFEST_FILE).write_text(typed.to_json())
     return typed
 
@@ -138,3 +167,19 @@ def _library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bundle",
+        description="Re-render each bundle's MODEL_CARD.md from its manifest and metrics.json.",
+    )
+    parser.add_argument("bundles", nargs="+", type=Path, help="bundle directories")
+    for bundle in parser.parse_args(argv).bundles:
+        refresh_card(bundle)
+        print(f"{bundle}: MODEL_CARD.md re-rendered")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -104,9 +104,9 @@ def _reasons(counts: dict) -> str:
 
 def _figures_table(metrics: dict) -> str:
     rows = [
-        "| test split | n | accuracy | macro-F1 | avg recall | polar acc | ECE "
+        "| test split | n | accuracy | macro-F1 | avg recall | recall by label | polar acc | ECE "
         "| baseline acc | baseline macro-F1 | baseline avg recall |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     sources = {name: s for name, s in metrics.get("sources", {}).items() if "test" in s}
     if len(sources) > 1 and "test" in metrics:
@@ -115,7 +115,8 @@ def _figures_table(metrics: dict) -> str:
         lstm, base = figures["test"], figures.get("baseline", {})
         rows.append(
             f"| {name} | {lstm['n']:,} | **{lstm['accuracy']:.4f}** | {lstm['macro_f1']:.4f} | "
-            f"{lstm['average_recall']:.4f} | {_maybe(lstm.get('polar_accuracy'))} | "
+            f"{lstm['average_recall']:.4f} | {_recalls(lstm.get('recall'))} | "
+            f"{_maybe(lstm.get('polar_accuracy'))} | "
             f"{lstm['ece']:.4f} | {_maybe(base.get('accuracy'))} | "
             f"{_maybe(base.get('macro_f1'))} | {_maybe(base.get('average_recall'))} |"
         )
@@ -125,6 +126,11 @@ def _figures_table(metrics: dict) -> str:
 def _pooled_baseline(metrics: dict) -> dict:
     pooled = metrics.get("baseline", {}).get("test")
     return {"baseline": pooled} if pooled else {}
+
+
+def _recalls(recall: dict | None) -> str:
+    """Each label's recall, as in metrics.json (only the labels the split holds)."""
+    return ", ".join(f"{label} {value:.3f}" for label, value in (recall or {}).items())
 
 
 def _maybe(value) -> str:
@@ -184,6 +190,8 @@ def _ngram(training: dict) -> list[str]:
     if not (ngram := training.get("ngram")):
         return []
     stack = ngram["stacking"]
+    if not isinstance(stack["bias"], list):  # bundles before N-class stacking: scalars
+        stack = {"rnn": [[stack["rnn"]]], "ngram": [[stack["ngram"]]], "bias": [stack["bias"]]}
     if len(stack["bias"]) == 1:  # one sigmoid logit: the two weights say how it is mixed
         (rnn,), (gram,), (bias,) = stack["rnn"][0], stack["ngram"][0], stack["bias"]
         how = f"logit = {rnn:.3f} × RNN + {gram:.3f} × n-gram {bias:+.3f}"
@@ -231,12 +239,14 @@ def _initial_weights(training: dict) -> list[str]:
 
 
 def _limits(hp: dict, manifest: dict) -> str:
-    neutral = "neutral" in manifest["labels"]
+    labels = set(manifest["labels"])
+    # Only a polarity model without a neutral class lacks one; "sad/calm/glad" is its own set.
+    no_neutral = {"negative", "positive"} <= labels and "neutral" not in labels
     return (
         "English opinion text like the training sources (reviews, short sentences, tweets). "
         "Domain shift (other domains, sarcasm, other languages) lowers accuracy; labels of "
         "different corpora mean slightly different things, so read the figures per source. "
-        + ("" if neutral else "There is no neutral class. ")
+        + ("There is no neutral class. " if no_neutral else "")
         + "Probabilities are calibrated only as far as the ECE above shows, on those sources. "
         f"Texts longer than {hp['max_length']} tokens are cut ({hp['truncation']}). "
         "Not for decisions about people."

@@ -139,11 +139,6 @@ def _model_labels(labels, cfg: Config) -> list[str]:
     head = resolved_head(cfg.head, len(labels))
     if head == "sigmoid" and len(labels) != 2:
         raise ConfigError(f"{where}: a sigmoid head needs exactly two labels (--head softmax)")
-    if head == "softmax" and not {"negative", "positive"} <= set(labels):
-        raise ConfigError(
-            f"{where}: a softmax model's labels must include 'negative' and 'positive' "
-            "(the API's score is P(positive) - P(negative))"
-        )
     return labels
 
 

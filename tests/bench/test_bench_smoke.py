@@ -140,3 +140,22 @@ def test_explain_bench_measures_both_endpoints_alone_and_together(tmp_path: Path
         for figures in loads.values():
             assert figures["req_s"] > 0 and figures["errors"] == 0, figures
     assert "| both | /explain |" in done.stdout
+
+
+def test_model_cost_measures_binary_and_three_class_bundles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both committed bundles: the specialist has an AUC, the three-class model none."""
+    from bench.model_cost import main
+    from sentiment_core.bundle import promoted_bundle
+
+    names = ("sentiment-lstm", "sentiment-general")
+    bundles = [promoted_bundle(ROOT / "models", name) for name in names]
+    out = tmp_path / "cost.json"
+    main([*map(str, bundles), "--texts", "64", "--json", str(out)])
+    specialist, general = json.loads(out.read_text())
+    assert specialist["test_roc_auc"] > 0.9 and general["test_roc_auc"] is None
+    for row in (specialist, general):
+        assert row["texts_per_s"] > 0 and 0.5 < row["test_accuracy"] < 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"| {bundles[1].name} |") and "| – |" in line for line in lines)

@@ -85,3 +85,19 @@ def test_tokenizer_fast_path_matches_rust_on_imdb(bundle, test_reviews):
     assert [(list(e.ids), e.unknown_tokens) for e in ids_only] == [
         (e.ids, e.unknown_tokens) for e in fast
     ]
+
+
+@pytest.mark.parametrize("name", ["sentiment-lstm", "sentiment-general"])
+def test_each_committed_card_is_what_the_card_code_renders(name):
+    """A card format change reaches the committed bundles (``python -m training.bundle``)."""
+    import json
+
+    from sentiment_core.bundle import promoted_bundle
+    from training.card import model_card
+
+    bundle_dir = promoted_bundle(Settings().models_root, name)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    metrics = json.loads((bundle_dir / "metrics.json").read_text())
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert card == model_card(manifest, metrics)
+    assert "| recall by label |" in card and "negative 0." in card

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from training.export import export_onnx, onnx_scores, verify_parity
+from training.export import ExportError, export_onnx, onnx_scores, verify_parity
 from training.model import ModelConfig, build_model
 
 
@@ -78,3 +78,18 @@ def test_int8_variant_is_written_and_stays_close(tmp_path):
     sequences = random_sequences(100, 500, 40)
     assert int8.stat().st_size < path.stat().st_size
     assert np.max(np.abs(onnx_scores(int8, sequences) - onnx_scores(path, sequences))) < 0.05
+
+
+def test_a_graph_that_no_longer_matches_keras_fails_the_check(tmp_path):
+    """The parity check is what stops a bad export: here the Keras output layer moves after
+    the export, as a wrong conversion would show."""
+    cfg = ModelConfig(500, 8, 6, "lstm", True, pooling="last+mean+max", outputs=3)
+    model = build_model(cfg)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, cfg, path)
+    output = model.get_layer("probabilities")
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel, bias + np.array([0.0, 0.0, 1e-3], dtype=np.float32)])
+    with pytest.raises(ExportError, match="ONNX does not match Keras") as failure:
+        verify_parity(model, path, random_sequences(100, 500, 30))
+    assert "'texts': 100" in str(failure.value) and "tolerance 1e-05" in str(failure.value)

@@ -140,11 +140,14 @@ def test_ptb_tokenisation_is_undone():
     assert detokenize_ptb("ca n't , wo n't") == "can't , won't"
 
 
-def test_cr_and_mpqa_lines(tmp_path):
-    path = write(tmp_path / "custrev.all", "0 the remote does n't work\n1 great sound\n1   \n")
-    corpus, report = read(spec("cr", "cr", train=(path,)))
+@pytest.mark.parametrize("reader", ["cr", "mpqa", "sst2"])
+def test_polar_label_text_lines(tmp_path, reader):
+    """CR, MPQA and SST-2: one "0|1 text" per line, PTB tokens undone, bad rows counted."""
+    lines = "0 the remote does n't work\n1 great sound\n1   \n2 a third label\n"
+    path = write(tmp_path / "lines", lines)
+    corpus, report = read(spec(reader, reader, train=(path,)))
     assert rows(corpus) == [("the remote doesn't work", "negative"), ("great sound", "positive")]
-    assert report.dropped == Counter({"empty text": 1})
+    assert report.dropped == Counter({"empty text": 1, "unknown label '2'": 1})
 
 
 # -- Blitzer ---------------------------------------------------------------------------------

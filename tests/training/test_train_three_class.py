@@ -46,12 +46,7 @@ def write_csv(path, n: int, rng: random.Random) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-CONFIG = """
-labels = ["negative", "neutral", "positive"]
-
-[train]
-name = "shop-sentiment"
-epochs = 4
+SMALL_MODEL = """epochs = 4
 learning_rate = 0.01
 lr_decay = 1.0
 patience = 2
@@ -62,8 +57,16 @@ embedding_dim = 16
 embedding_dropout = 0.0
 dropout = 0.0
 batch_size = 32
-class_weight = "balanced"
 parity_texts = 200
+"""
+
+CONFIG = """
+labels = ["negative", "neutral", "positive"]
+
+[train]
+name = "shop-sentiment"
+SMALL_MODEL
+class_weight = "balanced"
 adversarial = 0.5            # trained adversarially: export and parity must not notice
 average_weights = 0.9        # and the weights kept are an average: nor this
 
@@ -76,7 +79,7 @@ text = "review"
 label = "stars"
 group = "user"
 label_map = { negative = [1, 2], neutral = 3, positive = [4, 5] }
-"""
+""".replace("SMALL_MODEL\n", SMALL_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +170,101 @@ def test_compare_scores_the_test_split_as_the_job_did(bundle_dir, tmp_path, caps
     assert figures["accuracy"] == pytest.approx(job["accuracy"], abs=1e-9)
     assert figures["average_recall"] == pytest.approx(job["average_recall"], abs=1e-9)
     assert f"| {bundle_dir} | shop | 90 of 90 |" in capsys.readouterr().out
+
+
+def test_refreshing_the_card_rewrites_only_the_card(bundle_dir, tmp_path):
+    """``python -m training.bundle``: a card format change reaches a trained bundle."""
+    import shutil
+
+    from sentiment_core.manifest import BundleError
+    from training.bundle import main as refresh
+
+    copy = shutil.copytree(bundle_dir, tmp_path / "t1")
+    card, manifest = (copy / "MODEL_CARD.md"), (copy / "manifest.json")
+    before = json.loads(manifest.read_text())
+    card.write_text("# an old card\n")
+    assert refresh([str(copy)]) == 0
+    assert card.read_text() == (bundle_dir / "MODEL_CARD.md").read_text()
+    assert json.loads(manifest.read_text()) == before
+    load_bundle(copy)  # every hash holds
+
+    (copy / "metrics.json").write_text("{}")  # the card's source must be the trained one
+    with pytest.raises(BundleError, match=r"metrics\.json: sha256"):
+        refresh([str(copy)])
+
+
+def test_a_parity_failure_stops_the_job_with_no_bundle(tmp_path, monkeypatch, capsys):
+    """ORT and Keras disagreeing (injected on the Keras side) exits 2 and leaves nothing."""
+    import training.export
+
+    keras_scores = training.export.keras_scores
+    monkeypatch.setattr(
+        training.export, "keras_scores", lambda model, seqs: keras_scores(model, seqs) + 1e-3
+    )
+    write_csv(tmp_path / "train.csv", 120, random.Random(3))
+    write_csv(tmp_path / "test.csv", 30, random.Random(4))
+    (tmp_path / "shop.toml").write_text(CONFIG.replace("epochs = 4", "epochs = 1"))
+    models = tmp_path / "models"
+    args = ["--config", str(tmp_path / "shop.toml"), "--models-dir", str(models)]
+    assert main([*args, "--version", "bad"]) == 2
+    assert "ONNX does not match Keras" in capsys.readouterr().err
+    assert not list(models.glob("shop-sentiment/*"))  # no bundle, no .partial folder
+
+
+# Any label list, not only polarities: the same path for moods.
+MOODS = {"sad": WORDS["negative"], "calm": WORDS["neutral"], "glad": WORDS["positive"]}
+
+MOOD_CONFIG = """
+labels = ["sad", "calm", "glad"]
+
+[train]
+name = "moods"
+SMALL_MODEL
+quantize = false
+
+[[sources]]
+name = "diary"
+reader = "csv"
+train = ["moods.csv"]
+test = ["moods-test.csv"]
+text = "entry"
+label = "mood"
+""".replace("SMALL_MODEL\n", SMALL_MODEL)
+
+
+def write_mood_csv(path, n: int, rng: random.Random) -> None:
+    lines = ["mood,entry"]
+    for i in range(n):
+        mood = list(MOODS)[i % 3]
+        words = rng.choices(MOODS[mood], k=3) + rng.choices(FILLER, k=rng.randint(2, 6))
+        rng.shuffle(words)
+        lines.append(f"{mood},{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def test_a_label_set_without_polarities_trains_and_serves(tmp_path):
+    rng = random.Random(11)
+    write_mood_csv(tmp_path / "moods.csv", 300, rng)
+    write_mood_csv(tmp_path / "moods-test.csv", 60, rng)
+    (tmp_path / "moods.toml").write_text(MOOD_CONFIG)
+    models = tmp_path / "models"
+    args = ["--config", str(tmp_path / "moods.toml"), "--models-dir", str(models)]
+    assert main([*args, "--version", "m1"]) == 0
+    bundle_dir = models / "moods" / "m1"
+
+    metrics = json.loads((bundle_dir / "metrics.json").read_text())
+    assert metrics["labels"] == ["sad", "calm", "glad"]
+    assert "out_of_domain" not in metrics  # the hand-written texts are polar: not scored
+    test = metrics["sources"]["diary"]["test"]
+    assert test["n"] == 60 and test["accuracy"] >= 0.9 and "polar_accuracy" not in test
+    assert set(test["recall"]) == {"sad", "calm", "glad"}
+    assert "There is no neutral class" not in (bundle_dir / "MODEL_CARD.md").read_text()
+
+    moods = {"glad": OBVIOUS["positive"], "sad": OBVIOUS["negative"], "calm": OBVIOUS["neutral"]}
+    async with serve(make_settings(model_dir=bundle_dir)) as (_, client):
+        response = await client.post("/predict", json={"texts": list(moods.values())})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == list(moods)
+    for p in predictions:  # no polarity to measure: score is the label's probability
+        assert p["score"] == pytest.approx(max(p["probabilities"].values()), abs=1e-6)
