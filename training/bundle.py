@@ -9,6 +9,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +21,7 @@ from sentiment_core.encoder import TextEncoder
 from sentiment_core.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
+    BundleError,
     Manifest,
     parse_manifest,
     read_manifest,
@@ -176,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("bundles", nargs="+", type=Path, help="bundle directories")
     for bundle in parser.parse_args(argv).bundles:
-        refresh_card(bundle)
+        try:
+            refresh_card(bundle)
+        except BundleError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"{bundle}: MODEL_CARD.md re-rendered")
     return 0
 
