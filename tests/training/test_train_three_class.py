@@ -34,14 +34,20 @@ OBVIOUS = {
 }
 
 
+def sentence(words: list[str], rng: random.Random) -> str:
+    """Three of the label's words among a few fillers, shuffled."""
+    picked = rng.choices(words, k=3) + rng.choices(FILLER, k=rng.randint(2, 6))
+    rng.shuffle(picked)
+    return " ".join(picked)
+
+
 def write_csv(path, n: int, rng: random.Random) -> None:
     """A ``stars`` column (1-5) the config maps to three classes, and a user id group."""
     lines = ["user,stars,review"]
     for i in range(n):
         label = ["negative", "neutral", "positive"][i % 3]
-        words = rng.choices(WORDS[label], k=3) + rng.choices(FILLER, k=rng.randint(2, 6))
-        rng.shuffle(words)
-        lines.append(f'u{i % 40},{rng.choice(STARS[label])},"{" ".join(words)}"')
+        text = sentence(WORDS[label], rng)
+        lines.append(f'u{i % 40},{rng.choice(STARS[label])},"{text}"')
     lines.append("u1,9,stars out of range")  # a bad row: counted, not fatal
     path.write_text("\n".join(lines) + "\n")
 
@@ -235,9 +241,7 @@ def write_mood_csv(path, n: int, rng: random.Random) -> None:
     lines = ["mood,entry"]
     for i in range(n):
         mood = list(MOODS)[i % 3]
-        words = rng.choices(MOODS[mood], k=3) + rng.choices(FILLER, k=rng.randint(2, 6))
-        rng.shuffle(words)
-        lines.append(f"{mood},{' '.join(words)}")
+        lines.append(f"{mood},{sentence(MOODS[mood], rng)}")
     path.write_text("\n".join(lines) + "\n")
 
 
