@@ -93,6 +93,20 @@ def promoted_bundle(models_root: Path, name: str) -> Path:
     return bundle
 
 
+def version_name(models_root: Path, name: str, version: str) -> str:
+    """The version directory's name from what a user typed: ``n2``, ``n2/`` (a shell's
+    completion) or a path to it; anything outside ``<models_root>/<name>/`` is refused."""
+    path = Path(version.strip())
+    # A path must lead to a folder directly under the model's.
+    if len(path.parts) > 1 and path.resolve().parent != (models_root / name).resolve():
+        raise BundleError(f"{version!r} is not a version folder of {models_root / name}")
+    if path.name in ("", ".", ".."):
+        raise BundleError(
+            f"{version!r} is not a version name (e.g. one of the folders in {models_root / name})"
+        )
+    return path.name
+
+
 def promote(models_root: Path, name: str, version: str, *, force: bool = False) -> Path:
     """Make ``version`` the served version of ``name`` (after checking it is a whole bundle).
 
@@ -101,6 +115,7 @@ def promote(models_root: Path, name: str, version: str, *, force: bool = False) 
     """
     from sentiment_core.manifest import read_manifest
 
+    version = version_name(models_root, name, version)
     bundle = models_root / name / version
     manifest = read_manifest(bundle)
     verify_files(bundle, manifest)

@@ -33,6 +33,16 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class BodyTimeout(ServiceError):
+    """The request body stopped arriving before its end (Content-Length not reached)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Connection": "close"})  # the rest is not read
+
+
 class UnsupportedMediaType(ServiceError):
     status_code = 415
     code = "unsupported_media_type"

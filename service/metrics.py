@@ -1,6 +1,7 @@
 """Prometheus metrics, one registry per app (so tests can build many apps).
 
-Batch, text and model series carry a ``model`` label: each served model has its own.
+Every series about requests, texts, batches or models carries a ``model`` label: the model
+that answered (empty for requests no model took part in, such as /health or a 404).
 """
 
 from __future__ import annotations
@@ -40,19 +41,19 @@ class Metrics:
 
     def _http_metrics(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
-            "sentiment_requests", "HTTP requests by route and status", ["route", "status"],
-            registry=r,
+            "sentiment_requests", "HTTP requests by route, status and model",
+            ["route", "status", "model"], registry=r,
         )  # fmt: skip
         self.latency = Histogram(
-            "sentiment_request_seconds", "HTTP request latency", ["route"],
+            "sentiment_request_seconds", "HTTP request latency", ["route", "model"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.texts = Counter(
             "sentiment_texts", "Texts scored or tokenized", ["route", "model"], registry=r
         )
         self.rejected = Counter(
-            "sentiment_rejected", "Requests refused or timed out (503/504) by reason", ["reason"],
-            registry=r,
+            "sentiment_rejected", "Requests refused or timed out (503/504) by reason and model",
+            ["reason", "model"], registry=r,
         )  # fmt: skip
 
     def _batch_metrics(self, r: CollectorRegistry) -> None:
@@ -79,7 +80,7 @@ class Metrics:
     def _model_metrics(self, r: CollectorRegistry) -> None:
         self.model_info = Gauge(
             "sentiment_model_info", "The served version of each model (value 1)",
-            ["name", "version", "variant"], registry=r,
+            ["name", "model", "version", "variant"], registry=r,  # name: the first release's
         )  # fmt: skip
         self.ready = Gauge("sentiment_ready", "1 when every served model is ready", registry=r)
         self.model_ready_gauge = Gauge(
@@ -90,13 +91,13 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
-    def request_done(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
+    def request_done(self, route: str, status: int, seconds: float, model: str = "") -> None:
+        key = (route, status, model)
         children = self._children.get(key)
         if children is None:
             children = (
-                self.requests.labels(route=route, status=str(status)),
-                self.latency.labels(route=route),
+                self.requests.labels(route=route, status=str(status), model=model),
+                self.latency.labels(route=route, model=model),
             )
             self._children[key] = children
         children[0].inc()
@@ -115,13 +116,16 @@ class Metrics:
     def set_model(self, name: str, version: str, variant: str) -> None:
         if (old := self._served.pop(name, None)) is not None:
             self.model_info.remove(*old)
-        self._served[name] = (name, version, variant)
-        self.model_info.labels(name=name, version=version, variant=variant).set(1)
+        self._served[name] = (name, name, version, variant)
+        self.model_info.labels(name=name, model=name, version=version, variant=variant).set(1)
 
     def model_ready(self, name: str, ready: bool) -> None:
         self._model_is_ready[name] = ready
         self.model_ready_gauge.labels(model=name).set(1 if ready else 0)
         self.ready.set(1 if all(self._model_is_ready.values()) else 0)
+
+    def rejected_request(self, reason: str, model: str = "") -> None:
+        self.rejected.labels(reason=reason, model=model).inc()
 
     def model_swap(self, name: str, outcome: str) -> None:
         self.model_swaps.labels(model=name, outcome=outcome).inc()

@@ -32,9 +32,15 @@ def model_card(manifest: dict, metrics: dict) -> str:
             *_other_figures(metrics),
             *_training_options(hp),
             "",
+            "Validation rows, per source: they chose the best epoch, the temperature and any "
+            "stacking, so these figures are optimistic; a source without a test split has only "
+            "these.",
+            "",
+            _validation_table(metrics),
+            "",
             "![training curves](curves.png)",
             "",
-            "![test confusion matrices](confusion.png)",
+            f"![{confusion_splits(metrics)} confusion matrices](confusion.png)",
             "",
             "## Intended use and limits",
             _limits(hp, manifest),
@@ -102,7 +108,14 @@ def _reasons(counts: dict) -> str:
     return "; ".join(f"{reason}: {n:,}" for reason, n in counts.items()) or "none"
 
 
+def confusion_splits(metrics: dict) -> str:
+    """Which split confusion.png shows: the test splits, or validation when there is none."""
+    return "test" if "test" in metrics else "validation"
+
+
 def _figures_table(metrics: dict) -> str:
+    if "test" not in metrics:
+        return "No test split in this run's config: see the validation figures below."
     rows = [
         "| test split | n | accuracy | macro-F1 | avg recall | recall by label | polar acc | ECE "
         "| baseline acc | baseline macro-F1 | baseline avg recall |",
@@ -119,6 +132,26 @@ def _figures_table(metrics: dict) -> str:
             f"{_maybe(lstm.get('polar_accuracy'))} | "
             f"{lstm['ece']:.4f} | {_maybe(base.get('accuracy'))} | "
             f"{_maybe(base.get('macro_f1'))} | {_maybe(base.get('average_recall'))} |"
+        )
+    return "\n".join(rows)
+
+
+def _validation_table(metrics: dict) -> str:
+    rows = [
+        "| validation split | n | accuracy | macro-F1 | avg recall | recall by label | polar acc "
+        "| ECE |",
+        "|---|--:|--:|--:|--:|---|--:|--:|",
+    ]
+    sources = {
+        n: s["validation"] for n, s in metrics.get("sources", {}).items() if "validation" in s
+    }
+    if len(sources) > 1:
+        sources["**pooled**"] = metrics["validation"]
+    for name, lstm in sources.items():
+        rows.append(
+            f"| {name} | {lstm['n']:,} | {lstm['accuracy']:.4f} | {lstm['macro_f1']:.4f} | "
+            f"{lstm['average_recall']:.4f} | {_recalls(lstm.get('recall'))} | "
+            f"{_maybe(lstm.get('polar_accuracy'))} | {lstm['ece']:.4f} |"
         )
     return "\n".join(rows)
 
@@ -155,9 +188,10 @@ def _other_figures(metrics: dict) -> list[str]:
         )
     if int8 := metrics.get("int8"):
         verdict = "kept" if int8["kept"] else "discarded"
+        tested = f", test {int8['accuracy']:.4f}" if "accuracy" in int8 else ""
         lines.append(
             f"- int8 variant: validation accuracy {int8['validation_accuracy']:.4f} ({verdict}; "
-            f"gate: within 0.3 points of the float model on validation), test {int8['accuracy']:.4f}"
+            f"gate: within 0.3 points of the float model on validation){tested}"
         )
     parity = metrics["parity"]
     lines.append(

@@ -208,6 +208,15 @@ class Config:
         out = [
             f"--{name.replace('_', '-')} must be at least {least}"
             for name, least in (
+                ("limit", 0),
+                ("vocab_size", 3),  # [PAD], [UNK] and at least one word
+                ("max_length", 1),
+                ("embedding_dim", 1),
+                ("units", 1),
+                ("epochs", 1),
+                ("batch_size", 1),
+                ("patience", 0),
+                ("parity_texts", 1),
                 ("pretrain_epochs", 1),
                 ("pretrain_window", 2),
                 ("pretrain_output_vocab", 1),
@@ -218,6 +227,17 @@ class Config:
             )
             if getattr(self, name) < least
         ]
+        if not 0 <= self.val_fraction < 1:
+            out.append("--val-fraction must be at least 0 and below 1")
+        for name in ("embedding_dropout", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                out.append(f"--{name.replace('_', '-')} must be at least 0 and below 1")
+        if self.learning_rate <= 0:
+            out.append("--learning-rate must be above 0")
+        if not 0 < self.lr_decay <= 1:
+            out.append("--lr-decay must be in (0, 1]")
+        if self.weight_decay < 0:
+            out.append("--weight-decay must be at least 0")
         if not 0 < self.pretrain_target_share <= 1:
             out.append("--pretrain-target-share must be in (0, 1]")
         if not 0 <= self.pretrain_heldout < 1:

@@ -119,7 +119,7 @@ def _load_data(cfg: Config, plan: Plan, rng, log):
     corpus = load_corpus(plan.sources, options, rng)
     for report in corpus.reports.values():
         log(f"data: {report.summary()}")
-    require_rows(corpus)
+    require_rows(corpus, plan.labels)
     return corpus
 
 
@@ -186,16 +186,17 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
 
 def _write_bundle(cfg, plan, version, config, encoder, corpus, metrics, history, work_dir):
     from training.bundle import write_bundle
+    from training.card import confusion_splits
     from training.plots import plot_confusions, plot_curves
     from training.report import reference_texts
 
     title = f"{cfg.name} {version}"
     plot_curves(history, work_dir / "curves.png", title)
-    tested = {k: s["test"]["confusion"] for k, s in metrics["sources"].items() if "test" in s}
-    if len(tested) > 1:
-        tested["pooled"] = metrics["test"]["confusion"]
-    if tested:
-        plot_confusions(tested, work_dir / "confusion.png", f"{title}: test splits")
+    split = confusion_splits(metrics)  # the test splits; validation when a config has none
+    shown = {k: s[split]["confusion"] for k, s in metrics["sources"].items() if split in s}
+    if len(shown) > 1:
+        shown["pooled"] = metrics[split]["confusion"]
+    plot_confusions(shown, work_dir / "confusion.png", f"{title}: {split} splits")
     variants = metrics.pop("variants")
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (work_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -247,15 +248,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         check_vectors(cfg)
-        check_writable(models_folder(cfg))
+        folder = models_folder(cfg)
+        new_folder = not folder.exists()
+        check_writable(folder)
     except (ConfigError, SetupError, DatasetError) as exc:
         return fail(str(exc))
     from training.export import ExportError
 
     try:
         bundle = run(cfg)
-    except (ConfigError, DatasetError, ExportError, FileExistsError) as exc:
-        return fail(str(exc))
+    except BaseException as exc:
+        if new_folder and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a failed first run of a name leaves no empty <models-dir>/<name>
+        if isinstance(exc, ConfigError | DatasetError | ExportError | FileExistsError):
+            return fail(str(exc))
+        raise
     print(f"bundle written: {shown_path(bundle, cfg)}")
     if cfg.promote:
         promote(bundle.parent.parent, cfg.name, bundle.name, force=cfg.force)

@@ -23,9 +23,12 @@ from service.settings import Settings
 METHOD = "leave-one-out"
 
 
-async def explain_json(state: State, text: str, model: str | None = None) -> bytes:
+async def explain_json(
+    state: State, text: str, model: str | None = None, scope_state: dict | None = None
+) -> bytes:
     """The ``ExplainResponse`` for one validated text, as JSON."""
     runtime: ModelRuntime = state.models.current(model)
+    pipeline.note_model(scope_state, runtime)
     runtime.acquire()  # the same version's tokenizer and model for the text and its variants
     try:
         body = await _explain(runtime, state.settings, text)

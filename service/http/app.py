@@ -60,7 +60,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         # and logs; OTel is opt-in.
         telemetry=None if settings.otel_telemetry else _NO_OTEL,
         # Any route (the body limit applies before routing); per-route errors: routes.py.
-        responses={413: {"model": ErrorResponse, "description": "Body too large"}},
+        responses={
+            408: {"model": ErrorResponse, "description": "The body stopped arriving"},
+            413: {"model": ErrorResponse, "description": "Body too large"},
+        },
         # /predict/ is a 404 that names /predict, not a redirect a JSON client will not follow.
         redirect_slashes=False,
     )
@@ -92,7 +95,9 @@ def _install_middleware(app: FastAPI, settings: Settings, keys: ApiKeys) -> None
     if settings.fast_path:  # innermost: every check above still applies
         app.add_middleware(PredictFastPath)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
     # While the server closes (SIGTERM), 503 + Retry-After for everything: inside the

@@ -19,7 +19,8 @@ _MAX_FIELD_CHARS = 200
 
 def service_error_response(request: Request, exc: ServiceError) -> JSONResponse:
     if exc.status_code in (503, 504):  # overloaded, not ready, shutting down, timeout
-        request.app.state.metrics.rejected.labels(reason=exc.code).inc()
+        model = request.scope.get("state", {}).get("model", "")
+        request.app.state.metrics.rejected_request(exc.code, model)
     details = [{"field": exc.field, "message": exc.message}] if exc.field else []
     return error_response(request, exc.status_code, exc.code, exc.message, details, exc.headers)
 
@@ -145,6 +146,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and isinstance(exc.__cause__, ServiceError):
+            # FastAPI wraps whatever reading the body raised (BodyTimeout) as this 400.
+            return service_error_response(request, exc.__cause__)
         if exc.status_code == 400 and (message := _body_parse_error(exc.__cause__)):
             # Invalid UTF-8, nesting beyond the parser's depth, 5000-digit integers: the
             # same answer as any other body that is not JSON.

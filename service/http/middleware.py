@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
-from service.http.error_handlers import error_response
+from service.errors import BodyTimeout, PayloadTooLarge
+from service.http.error_handlers import error_response, service_error_response
 from service.metrics import Metrics
 
 log = logging.getLogger("service.access")
@@ -32,6 +32,8 @@ LINGER_IDLE_S = 2.0  # a client that stops sending is not waited for longer than
 
 class BodyLimitMiddleware:
     """413 before reading a body whose Content-Length is too big; also caps chunked bodies.
+    408 when a body stops arriving for ``timeout_s`` before its end (uvicorn would wait
+    for it as long as the client keeps the connection open).
 
     The 413 goes out at once; the connection closes after the rest of the body has been
     discarded (``discard_body``), never buffered.
@@ -41,11 +43,13 @@ class BodyLimitMiddleware:
         self,
         app: ASGIApp,
         max_bytes: int,
+        timeout_s: float = 15.0,
         linger_bytes: int = LINGER_MAX_BYTES,
         linger_s: float = LINGER_MAX_S,
     ):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self.linger_bytes = linger_bytes
         self.linger_s = linger_s
 
@@ -60,11 +64,55 @@ class BodyLimitMiddleware:
             size = None
         if size is not None and size > self.max_bytes:
             return await self._reject(scope, receive, send)
-        if size is not None and b"transfer-encoding" not in headers:
-            # The server frames this body by Content-Length, so it cannot exceed the size
-            # just checked: no need to count it. (With Transfer-Encoding too, h11 frames
-            # it as chunked: such bodies are counted.)
-            return await self.app(scope, receive, send)
+        if size == 0 or (size is None and b"transfer-encoding" not in headers):
+            return await self.app(scope, receive, send)  # no body to wait for
+        # Chunked bodies (and, framed as chunked by h11, those with both headers) are counted.
+        counted = size is None or b"transfer-encoding" in headers
+        await self._with_body(scope, self._timed(receive), send, counted)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send, counted: bool) -> None:
+        started = False
+
+        async def noting_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if counted:
+                await self._counted(scope, receive, noting_send)
+            else:  # framed by Content-Length: it cannot exceed the size checked
+                await self.app(scope, receive, noting_send)
+        except BodyTimeout as exc:  # raised where no route's error handler was around it
+            if started:
+                raise
+            await service_error_response(Request(scope), exc)(scope, receive, send)
+
+    def _timed(self, receive: Receive) -> Receive:
+        """``receive`` with a deadline on each part of the body, none once it has ended
+        (an app may then wait for the client to disconnect as long as it likes)."""
+        ended = False
+        received = 0
+
+        async def timed_receive() -> Message:
+            nonlocal ended, received
+            if ended:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the request body stopped arriving: {received} bytes received, then "
+                    f"nothing for {self.timeout_s:g} s (SENTIMENT_BODY_TIMEOUT_S)"
+                ) from None
+            received += len(message.get("body", b""))
+            ended = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return timed_receive
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
         over = False
 
@@ -201,7 +249,7 @@ class RequestContextMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = self._route_label(scope)
-            self.metrics.request_done(route, status, seconds)
+            self.metrics.request_done(route, status, seconds, scope["state"].get("model", ""))
             if log.isEnabledFor(logging.INFO):
                 _access_line(scope, route, status, seconds, request_id)
 

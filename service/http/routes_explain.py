@@ -37,4 +37,5 @@ async def explain(body: ExplainRequest, request: Request) -> Response:
     state = request.app.state
     text = pipeline.validated_texts(body, state.settings)[0]
     request.scope["state"]["texts"] = 1
-    return Response(await explain_json(state, text, body.model), media_type="application/json")
+    content = await explain_json(state, text, body.model, request.scope["state"])
+    return Response(content, media_type="application/json")

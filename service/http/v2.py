@@ -42,8 +42,11 @@ def _error(description: str, retry_after: bool = False) -> dict:
 
 _UNAVAILABLE = {503: _error("Not ready, overloaded or shutting down", retry_after=True)}
 _MODEL_ERRORS = {404: _error("No served model (or version) by that name"), **_UNAVAILABLE}
-# Route-level entries replace the app's 413 (whose body is the /predict error shape).
-_ANY = {413: _error("Body too large (SENTIMENT_MAX_BODY_BYTES)")}
+# Route-level entries replace the app's 408 and 413 (whose body is the /predict error shape).
+_ANY = {
+    408: _error("The body stopped arriving (SENTIMENT_BODY_TIMEOUT_S)"),
+    413: _error("Body too large (SENTIMENT_MAX_BODY_BYTES)"),
+}
 _INFER_ERRORS = {
     **_ANY,
     400: _error("Bad input: the message names the problem"),
@@ -157,6 +160,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     state = request.app.state
     body = await request.body()
     runtime = _runtime(request, name, version)
+    pipeline.note_model(request.scope["state"], runtime)
     runtime.acquire()  # one version's encoder and model for the whole request
     try:
         encoding = request.headers.get("content-encoding")

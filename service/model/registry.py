@@ -45,7 +45,9 @@ class ModelRegistry:
         if manager is None:
             served = ", ".join(repr(n) for n in self.managers) or "none"
             raise NotFound(
-                f"no model named {name!r}; the served models are {served}", field="model"
+                # a name is echoed only in part: a 100 kB one would fill the answer and the log
+                f"no model named {name[:100]!r}; the served models are {served}",
+                field="model",
             )
         return manager
 

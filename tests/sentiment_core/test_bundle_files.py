@@ -103,6 +103,16 @@ def test_the_promote_command_lists_and_promotes(bundle_dir, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-2:] == ["  v1", "* v2"]
     assert main(["sentiment-lstm", "v9", *root]) == 2
     assert "manifest.json missing" in capsys.readouterr().err
+    # A shell's completion adds a slash; a path to the folder works as well.
+    assert main(["sentiment-lstm", "v1/", *root]) == 0
+    assert (tmp_path / "sentiment-lstm" / "PROMOTED").read_text() == "v1\n"
+    assert main(["sentiment-lstm", str(tmp_path / "sentiment-lstm" / "v2") + "/", *root]) == 0
+    assert main(["sentiment-lstm", *root]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == ["  v1", "* v2"]
+    for wrong in ("../other/v1", ".", "", str(tmp_path / "v1")):
+        assert main(["sentiment-lstm", wrong, *root]) == 2
+        assert "is not a version" in capsys.readouterr().err
+    assert (tmp_path / "sentiment-lstm" / "PROMOTED").read_text() == "v2\n"  # unchanged
 
 
 def test_the_committed_models_are_promoted():

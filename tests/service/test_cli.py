@@ -178,6 +178,31 @@ def test_declared_oversized_body_gets_413_before_it_is_sent(server):
     assert httpx.get(f"{server.base}/health/ready", timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "framing"),
+    [
+        ("/predict", b"Content-Length: 100\r\n"),  # the fast path reads this body
+        ("/tokenize", b"Content-Length: 100\r\n"),  # a FastAPI route reads this one
+        ("/v2/models/sentiment-lstm/infer", b"Content-Length: 100\r\n"),
+        ("/predict", b"Transfer-Encoding: chunked\r\n"),
+    ],
+)
+def test_a_body_that_stops_arriving_gets_408_not_a_hang(tmp_path, path, framing):
+    """Before, uvicorn waited for the missing bytes as long as the client kept the line open."""
+    chunked = b"chunked" in framing
+    part = b'{"text": "'
+    body = b"%x\r\n%s\r\n" % (len(part), part) if chunked else part
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path.encode()
+    with Server(tmp_path, SENTIMENT_BODY_TIMEOUT_S="0.5") as server:
+        started = time.monotonic()
+        reply = raw_http(server.port, head + framing + b"\r\n" + body, timeout_s=20)
+        assert time.monotonic() - started < 10
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:300]
+        assert b"connection: close" in reply.lower()
+        assert b"stopped arriving: 10 bytes received" in reply
+        assert httpx.get(f"{server.base}/health/ready", timeout=10).status_code == 200
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(server):
     server.gate.touch()  # the next inference call waits at the gate
     result: dict = {}

@@ -236,7 +236,28 @@ def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
     assert main(["--config", str(config), "--models-dir", str(models)]) == 2
     err = capsys.readouterr().err
     assert "no column 'review' (its columns: text, label)" in err and "Traceback" not in err
-    assert not list(models.rglob("*.partial"))
+    assert not list(models.iterdir())  # neither a .partial folder nor an empty models/<name>
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--max-length", "0"], "--max-length must be at least 1"),
+        (["--vocab-size", "2"], "--vocab-size must be at least 3"),
+        (["--limit", "-5"], "--limit must be at least 0"),
+        (["--parity-texts", "0"], "--parity-texts must be at least 1"),
+        (["--val-fraction", "1.5"], "--val-fraction must be at least 0 and below 1"),
+        (["--dropout", "1"], "--dropout must be at least 0 and below 1"),
+        (["--learning-rate", "0"], "--learning-rate must be above 0"),
+        (["--lr-decay", "1.5"], "--lr-decay must be in"),
+    ],
+)
+def test_values_out_of_range_are_refused_before_any_data_loads(tmp_path, capsys, flags, message):
+    assert main([*flags, "--models-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_smoke_run_is_promoted_only_with_force(tmp_path, capsys):

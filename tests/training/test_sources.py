@@ -95,6 +95,24 @@ def test_missing_file_and_column_are_errors_naming_them(tmp_path):
     csv = write(tmp_path / "a.csv", "body,label\nnice,positive\n")
     with pytest.raises(SourceError, match=r"no column 'text' \(its columns: body, label\)"):
         read(spec("s", "csv", train=(csv,)))
+    with pytest.raises(SourceError, match=r"a\.csv has no header row \(its first line is empty"):
+        read(spec("s", "csv", train=(write(tmp_path / "a.csv", ""),)))
+    with pytest.raises(SourceError, match=r"s: .*/data is a folder; name the file in it"):
+        (tmp_path / "data").mkdir()
+        read(spec("s", "csv", train=(tmp_path / "data",)))
+
+
+@pytest.mark.parametrize("reader", ["csv", "jsonl", "sst2"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, reader):
+    # Excel saves "CSV UTF-8" with a BOM; before the fix its first column was "\ufefftext".
+    content = {
+        "csv": "text,label\nnice café,positive\n",
+        "jsonl": json.dumps({"text": "nice café", "label": "positive"}) + "\n",
+        "sst2": "1 nice café\n",
+    }[reader]
+    path = write(tmp_path / "a.txt", "\ufeff".encode() + content.encode())
+    corpus, report = read(spec("s", reader, train=(path,)))
+    assert rows(corpus) == [("nice café", "positive")] and not report.dropped
 
 
 def test_jsonl_keys_bad_lines_and_missing_key(tmp_path):
@@ -273,7 +291,18 @@ def test_no_training_rows_is_an_error_with_the_counts(tmp_path):
     path = write(tmp_path / "a.csv", "text,label\n,positive\nx,maybe\n")
     corpus, _ = read(spec("s", "csv", train=(path,)))
     with pytest.raises(SourceError, match=r"no train rows: s: 2 rows read.*1 empty text"):
-        require_rows(corpus)
+        require_rows(corpus, THREE)
+
+
+def test_a_label_no_training_row_maps_to_is_an_error_naming_it(tmp_path):
+    # A 1-5 star column whose map forgot 3 → neutral: a softmax class that never trains.
+    path = write(tmp_path / "a.csv", "text,stars\ngood,5\nbad,1\nmeh,3\nfine,4\n")
+    stars = {"1": "negative", "2": "negative", "4": "positive", "5": "positive"}
+    files = {"train": (path,), "validation": (path,)}
+    corpus, _ = read(spec("s", "csv", label="stars", label_map=stars, skip_labels=(), **files))
+    with pytest.raises(SourceError, match=r"no training rows for label\(s\) 'neutral': check "
+                       r"the label maps; s: 8 rows read.*2 unknown label '3'"):  # fmt: skip
+        require_rows(corpus, THREE)
 
 
 def test_rows_keep_their_split_and_source():

@@ -216,6 +216,28 @@ def test_a_parity_failure_stops_the_job_with_no_bundle(tmp_path, monkeypatch, ca
     assert not list(models.glob("shop-sentiment/*"))  # no bundle, no .partial folder
 
 
+def test_the_readme_recipe_without_a_test_split_trains_with_validation_figures(tmp_path):
+    """README "Train on your own CSV", its config as written: no test split, int8 on."""
+    from tests.training.test_config import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    recipe = readme.split("cat > mine.toml <<'TOML'\n", 1)[1].split("\nTOML\n", 1)[0]
+    (tmp_path / "mine.toml").write_text(recipe)
+    write_csv(tmp_path / "reviews.csv", 240, random.Random(5))
+    small = ["--epochs", "2", "--units", "16", "--embedding-dim", "16", "--max-length", "40"]
+    models = tmp_path / "models"
+    args = ["--config", str(tmp_path / "mine.toml"), "--models-dir", str(models), *small]
+    assert main([*args, "--version", "r1", "--vocab-size", "200", "--parity-texts", "100"]) == 0
+    bundle = models / "my-sentiment" / "r1"
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "No test split in this run's config" in card
+    assert "| csv | 24 |" in card  # its validation rows: 10% of 240, by text
+    assert "![validation confusion matrices](confusion.png)" in card
+    assert "int8 variant: validation accuracy" in card and ", test " not in card
+    assert (bundle / "confusion.png").stat().st_size > 0
+    assert load_bundle(bundle).labels == ["negative", "neutral", "positive"]
+
+
 # Any label list, not only polarities: the same path for moods.
 MOODS = {"sad": WORDS["negative"], "calm": WORDS["neutral"], "glad": WORDS["positive"]}
 

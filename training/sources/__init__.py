@@ -111,11 +111,17 @@ def load_corpus(
     return corpus
 
 
-def require_rows(corpus: Corpus) -> None:
+def require_rows(corpus: Corpus, labels: Sequence[str]) -> None:
     """Training needs rows to learn from and rows to stop on; say what each source gave."""
     for split in ("train", "validation"):
         if not getattr(corpus, split):
             raise SourceError(f"no {split} rows: " + "; ".join(_summaries(corpus)))
+    trained = {e.label for e in corpus.train}
+    if untrained := [label for label in labels if label not in trained]:
+        raise SourceError(
+            f"no training rows for label(s) {', '.join(map(repr, untrained))}: check the label "
+            "maps; " + "; ".join(_summaries(corpus))
+        )
 
 
 def _split_source(spec: SourceSpec, report: SourceReport, options: LoadOptions, rng):

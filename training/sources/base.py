@@ -4,6 +4,7 @@ and the count of rows kept and dropped (by reason), which the job reports.
 
 from __future__ import annotations
 
+import codecs
 import html
 import re
 from collections import Counter
@@ -170,14 +171,21 @@ def _key(text: str) -> str:
 
 
 def require_file(path: Path, what: str) -> Path:
+    if path.is_dir():
+        raise SourceError(f"{what}: {path} is a folder; name the file in it")
     if not path.is_file():
         raise SourceError(f"{what}: {path} not found")
     return path
 
 
+def file_codec(encoding: str) -> str:
+    """UTF-8 read as utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not text."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
 def decode_line(raw: bytes, encoding: str, report: SourceReport) -> str | None:
     try:
-        return raw.decode(encoding)
+        return raw.decode(file_codec(encoding))
     except UnicodeDecodeError:
         report.read += 1
         report.drop(f"not {encoding}")

@@ -8,7 +8,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.sources.base import RawRow, SourceError, SourceReport, SourceSpec, require_file
+from training.sources.base import (
+    RawRow,
+    SourceError,
+    SourceReport,
+    SourceSpec,
+    file_codec,
+    require_file,
+)
 
 # Python's csv module refuses fields over 128 KiB by default; reviews can be long.
 csv.field_size_limit(1 << 24)
@@ -21,10 +28,14 @@ def read_delimited(spec: SourceSpec, report: SourceReport, delimiter: str) -> It
         # surrogateescape: an undecodable byte becomes a marker the row check counts,
         # instead of an exception that would end the whole file.
         with require_file(path, spec.name).open(
-            encoding=spec.encoding, errors="surrogateescape", newline=""
+            encoding=file_codec(spec.encoding), errors="surrogateescape", newline=""
         ) as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             header = next(reader, []) if spec.header else []
+            if spec.header and not header:
+                raise SourceError(
+                    f"{spec.name}: {path} has no header row (its first line is empty)"
+                )
             columns = [_column(spec, key, header, path) for key in _keys(spec)]
             for line, fields in enumerate(reader, start=2 if spec.header else 1):
                 row = _pick(fields, columns, split, report, f"{path.name}:{line}", spec.encoding)
@@ -42,7 +53,7 @@ def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
                 if not raw.strip():
                     continue
                 try:
-                    item = json.loads(raw.decode(spec.encoding))
+                    item = json.loads(raw.decode(file_codec(spec.encoding)))
                 except (UnicodeDecodeError, json.JSONDecodeError):
                     report.read += 1
                     report.drop("not valid JSON")

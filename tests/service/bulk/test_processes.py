@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -250,10 +251,8 @@ def test_server_mode_names_a_model_it_does_not_serve(server):
 
 def rejected(server: Server) -> float:
     metrics = httpx.get(f"{server.base}/metrics", timeout=10).text
-    prefix = 'sentiment_rejected_total{reason="overloaded"} '
-    return sum(
-        float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix)
-    )
+    refused = re.compile(r'^sentiment_rejected_total\{model="[^"]*",reason="overloaded"\} (\S+)$')
+    return sum(float(m[1]) for line in metrics.splitlines() if (m := refused.match(line)))
 
 
 def test_server_mode_retries_on_503_retry_after(tmp_path, local_scores):

@@ -354,7 +354,10 @@ async def test_overloaded_is_503_with_retry_after(predict_gate):
             assert "queued" in refused.json()["error"]["message"]
             assert int(refused.headers["retry-after"]) >= 1
             metrics = (await client.get("/metrics")).text
-            assert 'sentiment_rejected_total{reason="overloaded"} 1.0' in metrics
+            assert (
+                'sentiment_rejected_total{model="sentiment-lstm",reason="overloaded"} 1.0'
+                in metrics
+            )
         finally:
             predict_gate.open()
         first, second = await asyncio.wait_for(asyncio.gather(in_flight, queued), 30)

@@ -96,7 +96,9 @@ async def test_fast_path_serves_well_formed_requests(both_apps, monkeypatch):
     assert response.status_code == 200
     assert calls == []  # the route would have called the patched function
     metrics = (await fast.get("/metrics")).text
-    assert 'sentiment_requests_total{route="/predict",status="200"}' in metrics
+    assert (
+        'sentiment_requests_total{model="sentiment-lstm",route="/predict",status="200"}' in metrics
+    )
     assert 'sentiment_texts_total{model="sentiment-lstm",route="/predict"}' in metrics
 
 

@@ -48,7 +48,8 @@ async def test_while_closing_every_request_gets_503_retry_after_and_close(method
             assert response.json()["error"]["code"] == "shutting_down"
         app.state.lifecycle.phase = Phase.SERVING
         rejected = app.state.metrics.render().decode()
-        assert 'sentiment_rejected_total{reason="shutting_down"} 1.0' in rejected
+        # refused before any model is chosen: the model label is empty
+        assert 'sentiment_rejected_total{model="",reason="shutting_down"} 1.0' in rejected
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux listeners")

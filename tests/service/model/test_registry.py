@@ -80,6 +80,8 @@ async def test_an_unknown_model_is_a_404_naming_the_served_ones(models_root):
             assert error["code"] == "not_found" and "'nope'" in error["message"]
             assert "'sentiment-lstm'" in error["message"] and "'three'" in error["message"]
             assert error["details"] == [{"field": "model", "message": error["message"]}]
+        huge = await client.post("/predict", json={"text": "fine", "model": "x" * 100_000})
+        assert huge.status_code == 404 and len(huge.content) < 1_000
 
 
 async def test_readiness_covers_every_model(models_root):
@@ -111,6 +113,42 @@ async def test_the_served_set_can_be_narrowed_and_metrics_carry_the_model(models
         assert [(s.labels["model"], s.value) for s in texts] == [("three", 2.0)]
         batches = samples(metrics, "sentiment_batch_size_count")
         assert [s.labels["model"] for s in batches] == ["three"]
+
+
+async def test_request_metrics_say_which_model_answered(models_root, manifest):
+    async with serve(make_settings(models_root=models_root)) as (_, client):
+        await client.post("/predict", json={"text": "great"})  # the default: sentiment-lstm
+        await client.post("/predict", json={"text": "great", "model": "three"})
+        await client.post("/tokenize", json={"text": "great", "model": "three"})
+        await client.post("/explain", json={"text": "great", "model": "three"})
+        await client.post("/v2/models/three/infer", json=V2_INFER)
+        await client.post("/predict", json={"text": "great", "model": "nope"})  # no model: ""
+        await client.get("/health/ready")
+        metrics = (await client.get("/metrics")).text
+    answered = {
+        (s.labels["route"], s.labels["status"], s.labels["model"])
+        for s in samples(metrics, "sentiment_requests_total")
+    }
+    assert answered >= {
+        ("/predict", "200", "sentiment-lstm"),
+        ("/predict", "200", "three"),
+        ("/tokenize", "200", "three"),
+        ("/explain", "200", "three"),
+        ("/v2/models/{name}/infer", "200", "three"),
+        ("/predict", "404", ""),
+        ("/health/ready", "200", ""),
+    }
+    timed = {
+        (s.labels["route"], s.labels["model"])
+        for s in samples(metrics, "sentiment_request_seconds_count")
+    }
+    assert ("/predict", "three") in timed and ("/predict", "sentiment-lstm") in timed
+    info = {s.labels["model"]: s.labels for s in samples(metrics, "sentiment_model_info")}
+    assert info["three"]["name"] == "three" and info["three"]["version"] == "v1"
+    assert info["sentiment-lstm"]["version"] == manifest["version"]
+
+
+V2_INFER = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["great"]}]}
 
 
 async def test_hot_swap_is_per_model(models_root, bundle_dir):
