@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     body_timeout_s: float = Field(
-        15.0, gt=0, description="most seconds between two parts of a request body (else 408)"
+        15.0,
+        ge=0,
+        description="most seconds between two parts of a request body (else 408); 0: no limit",
     )
 
     # explanations (service/explain/) and the web page (service/http/ui.py)

@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.http.auth import ApiKeyMiddleware, ApiKeys, is_open
+from service.http.body import BodyLimitMiddleware
 from service.http.error_handlers import install_error_handlers
 from service.http.fastpath import PredictFastPath
 from service.http.lifecycle import Lifecycle, ShutdownGate
-from service.http.middleware import BodyLimitMiddleware, HeadAsGet, RequestContextMiddleware
+from service.http.middleware import HeadAsGet, RequestContextMiddleware
 from service.http.routes import router
 from service.http.routes_explain import router as explain_router
 from service.http.schemas import ErrorResponse

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ShuttingDown
+from service.http.body import lingering_send
 from service.http.error_handlers import service_error_response
-from service.http.middleware import lingering_send
 from service.metrics import Metrics
 
 

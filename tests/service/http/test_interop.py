@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.http.middleware import discard_body
+from service.http.body import discard_body
 from tests.support.servers import BINARY_MODEL, Server, make_settings, serve
 
 TOKEN = "interop-admin-token-0123456789"
