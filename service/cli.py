@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from service.settings import Settings
 
@@ -81,7 +83,10 @@ def checked_settings(flags: dict[str, Any]) -> Settings:
     except ValidationError as exc:
         print(f"sentiment-serve: error: invalid settings: {_first_error(exc)}", file=sys.stderr)
         sys.exit(2)
-    if problem := settings.missing_bundle_paths():
+    except SettingsError as exc:  # an environment value its source could not parse
+        print(f"sentiment-serve: error: invalid settings: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if problem := settings.missing_bundle_paths() or _unusable_host(settings.host):
         # A path that does not exist is a mistake to fix, not a state to wait out: fail
         # now. (A bundle that exists but fails its checks keeps the server up, not ready.)
         print(f"sentiment-serve: error: {problem}", file=sys.stderr)
@@ -89,13 +94,26 @@ def checked_settings(flags: dict[str, Any]) -> Settings:
     return settings
 
 
+def _unusable_host(host: str) -> str | None:
+    """A bind address that does not even resolve (a typo such as 999.1.1.1), or None."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"SENTIMENT_HOST {host!r} is not an address to listen on ({exc})"
+    return None
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from service.http.graceful import DRAIN_GRACE_S
+
     return {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
         "access_log": False,
-        "timeout_graceful_shutdown": settings.drain_timeout_s,
+        # uvicorn cancels what is still running then (a 500 from uvicorn): first the
+        # queued texts get 503s at the drain timeout and running batches a grace to finish.
+        "timeout_graceful_shutdown": settings.drain_timeout_s + DRAIN_GRACE_S,
         "server_header": False,
     }
 
@@ -105,7 +123,9 @@ def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
     connection (``service.http.graceful``)."""
     from service.http.graceful import GracefulServer
 
-    server = GracefulServer(uvicorn.Config(app, **options), app.state.lifecycle, lame_duck_s)
+    config = uvicorn.Config(app, **options)
+    refuse = app.state.models.refuse_queued
+    server = GracefulServer(config, app.state.lifecycle, lame_duck_s, refuse)
     # Ctrl+C is re-raised as KeyboardInterrupt once shut down: done, as with uvicorn.run.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -116,8 +136,8 @@ def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"])
-    name = f"SENTIMENT_{field.upper()}" if field else "settings"
-    return f"{name}: {err['msg'].removeprefix('Value error, ')}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"SENTIMENT_{field.upper()}: {message}" if field else message  # (it names them)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "sentiment-general"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "on": True}
+_BOOLEAN_WORDS |= {"false": False, "0": False, "no": False, "off": False}
 NO_MODELS_HINT = (
     "expected <models root>/<name>/<version>/manifest.json and <name>/PROMOTED naming the "
     "version to serve (sentiment-promote NAME VERSION), or set SENTIMENT_MODEL_DIR"
@@ -22,7 +26,7 @@ class Settings(BaseSettings):
     # server
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    log_level: str = "info"
+    log_level: str = Field("info", description=f"one of {', '.join(LOG_LEVELS)}")
     log_json: Literal["auto"] | bool = Field(
         "auto", description="JSON log lines; auto: JSON unless stderr is a terminal"
     )
@@ -113,7 +117,9 @@ class Settings(BaseSettings):
         None, description="a file of API keys, one per line; re-read when it changes"
     )
     admin_token: SecretStr | None = None  # enables POST /admin/model when set
-    cors_origins: list[str] = []
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="origins allowed by CORS: a JSON list or comma-separated; empty: off"
+    )
 
     @field_validator("model_dir", mode="before")
     @classmethod
@@ -122,19 +128,47 @@ class Settings(BaseSettings):
         # not the current directory.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("models", "api_keys", mode="before")
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
     def comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)  # a JSON list, as SENTIMENT_CORS_ORIGINS once required
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def known_log_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+            return value.strip().lower()
+        raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+
+    @field_validator("log_json", mode="before")
+    @classmethod
+    def auto_or_boolean(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word == "auto" or word in _BOOLEAN_WORDS:
+            return "auto" if word == "auto" else _BOOLEAN_WORDS[word]
+        raise ValueError(f"{value!r} is not auto, true or false")
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def an_existing_file(cls, value: Path | None) -> Path | None:
+        # Missing at start is a typo or a missing mount: every request would get 401.
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
         return value
 
     @model_validator(mode="after")
     def queue_holds_a_full_request(self) -> Settings:
         if self.queue_size < self.max_texts_per_request:
             raise ValueError(
-                f"queue_size ({self.queue_size}) must be >= max_texts_per_request "
-                f"({self.max_texts_per_request}), or the largest requests could never be queued"
+                f"SENTIMENT_QUEUE_SIZE ({self.queue_size}) must be >= "
+                f"SENTIMENT_MAX_TEXTS_PER_REQUEST ({self.max_texts_per_request}), or the "
+                "largest requests could never be queued"
             )
         return self
 

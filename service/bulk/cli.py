@@ -43,7 +43,7 @@ OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--server",), {"metavar": "URL", "help": "score through a running service (e.g. http://127.0.0.1:8000)"}),
     (("--batch-size",), {"type": int, "metavar": "N", "help": f"in process: rows sorted into length groups together (default {LOCAL_CHUNK}); with --server: texts per request (default {SERVER_BATCH})"}),
     (("--input-format",), {"choices": FORMATS, "help": "default: from INPUT's extension (stdin: csv)"}),
-    (("--output-format",), {"choices": FORMATS, "help": "default: from OUTPUT's extension, else INPUT's format"}),
+    (("--output-format",), {"choices": FORMATS, "help": "default: from OUTPUT's extension (standard output: INPUT's format)"}),
     (("--max-errors",), {"type": int, "default": 0, "metavar": "N", "help": "exit 1 if more than N rows could not be scored (default 0); the output is written either way"}),
     (("--workers",), {"type": int, "metavar": "N", "help": "inference threads in process (default: one per usable CPU)"}),
     (("--concurrency",), {"type": int, "default": 4, "metavar": "N", "help": "requests in flight with --server (default 4)"}),
@@ -57,7 +57,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
-        epilog="Limits and speed-ups come from the same SENTIMENT_* settings as sentiment-serve.",
+        epilog=(
+            "Limits and speed-ups come from the same SENTIMENT_* settings as sentiment-serve. "
+            "With --server, the API key (if the service needs one) is read from the "
+            "environment variable SENTIMENT_API_KEY, never from the command line."
+        ),
     )
     for flags, options in OPTIONS:
         p.add_argument(*flags, **options)
@@ -91,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     settings = Settings()
     in_fmt = format_of(args.input, args.input_format, "csv" if args.input == STDIO else None)
-    out_fmt = format_of(args.output, args.output_format, in_fmt)
+    # An output file's extension must name its format: out.xlsx is not quietly CSV.
+    out_fmt = format_of(
+        args.output, args.output_format, in_fmt if args.output == STDIO else None, "--output-format"
+    )
     columns = Columns(args.text_column, args.id_column or "id", args.id_column is not None)
     batch = args.batch_size or (SERVER_BATCH if args.server else LOCAL_CHUNK)
     if args.ray:
@@ -157,9 +164,9 @@ def _check(args: argparse.Namespace) -> None:
 
 def _scorer(args: argparse.Namespace, settings: Settings, batch: int):
     if args.server:
-        from service.bulk.remote import RemoteScorer
+        from service.bulk.remote import RemoteScorer, api_key
 
-        return RemoteScorer(args.server, args.model, batch, args.concurrency)
+        return RemoteScorer(args.server, args.model, batch, args.concurrency, api_key())
     from service.bulk.local import LocalScorer
 
     return LocalScorer(args.model, settings, args.workers)

@@ -21,8 +21,11 @@ class UsageError(Exception):
     """A problem with the command line or the input as a whole (exit status 2)."""
 
 
-def format_of(path: str, given: str | None, fallback: str | None = None) -> str:
-    """``given``, else the format ``path``'s extension names, else ``fallback``."""
+def format_of(
+    path: str, given: str | None, fallback: str | None = None, flag: str = "--input-format"
+) -> str:
+    """``given``, else the format ``path``'s extension names, else ``fallback``, else a
+    ``UsageError`` that names ``flag`` (the option that would have said)."""
     if given:
         return given
     if path != STDIO:
@@ -33,7 +36,10 @@ def format_of(path: str, given: str | None, fallback: str | None = None) -> str:
         return fallback
     known = ", ".join(sorted(_EXTENSIONS))
     where = "standard input/output" if path == STDIO else repr(path)
-    raise UsageError(f"cannot tell the format of {where} (extensions: {known}); use --*-format")
+    raise UsageError(
+        f"cannot tell the format of {where} from its extension (known: {known}); "
+        f"give {flag} ({', '.join(FORMATS)})"
+    )
 
 
 def pyarrow_modules():

@@ -9,9 +9,11 @@ them with the in-process writers, so the output file is the one an in-process ru
 microseconds, so one writer keeps up with many nodes.)
 
 Rows are judged as the in-process readers judge them: a missing, empty, too long or
-non-UTF-8 text, or a JSON line that is not an object, is a bad row with the same message.
-Differences: a CSV row with fewer fields than the header stops the run (Arrow's parser),
-and JSON Lines are split at ``\\n`` only (a lone ``\\r`` ends no line).
+non-UTF-8 text, a missing id, or a JSON line that is not an object, is a bad row with the
+same message; a blank CSV line is a row of empty fields. Differences: a CSV row with fewer
+fields than the header stops the run (Arrow's parser), a quote never closed is read to
+the end of the file (only the first chunk is checked, by the in-process reader), and JSON
+Lines are split at ``\\n`` only (a lone ``\\r`` ends no line).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from service.bulk.formats import UsageError
-from service.bulk.rows import Chunk, Scored, merged
+from service.bulk.rows import Chunk, Scored, merged, missing_id
 
 ACTOR_CPUS = 1.0  # one onnxruntime session with one thread
 READ_CPUS = 0.25  # read tasks must find room beside a full actor pool
@@ -72,10 +74,12 @@ class BatchScorer:
         chunk = Chunk()
         # As bytes, decoded row by row: one row's bad UTF-8 must not fail the batch.
         texts = batch.column(self.layout.text).cast(pa.binary()).to_pylist()
-        keys = batch.column(self.layout.key).to_pylist() if self.layout.key else None
-        for i, raw in enumerate(texts):
+        key = self.layout.key
+        keys = batch.column(key).to_pylist() if key else [0] * len(texts)  # (0: numbered here)
+        for value, raw in zip(keys, texts, strict=True):
             text = None if raw is None else raw.decode("utf-8", "surrogateescape")
-            chunk.add(keys[i] if keys is not None else None, text, self.settings.max_text_chars)
+            missing = missing_id(key) if value is None else None
+            chunk.add(value if key else None, text, self.settings.max_text_chars, missing)
         return chunk
 
     def _records(self, batch: Any) -> Chunk:
@@ -86,8 +90,10 @@ class BatchScorer:
             record, problem = _record(_line(raw), 0)
             if problem:
                 problem = problem.replace("line 0", f"line {LINE_MARK}", 1)
-            has_key = self.layout.key is not None and self.layout.key in record
-            key = json.dumps(record[self.layout.key]) if has_key else None
+            value = record.get(self.layout.key) if self.layout.key else None
+            if self.layout.key and value is None:  # no id: a bad row, as in process
+                problem = problem or missing_id(self.layout.key)
+            key = json.dumps(value) if value is not None else None
             chunk.add(key, record.get(self.layout.text), self.settings.max_text_chars, problem)
         return chunk
 
@@ -158,9 +164,11 @@ def from_table(
 
 def _key(value: Any, layout: Layout, number: int) -> Any:
     """A row's key as the in-process reader gives it: its number when the table has no
-    key column (or a JSON record lacks the field), else the value (null stays null)."""
-    if layout.key is None or (layout.fmt == "jsonl" and value is None):
+    key column, else the value (a missing one, a bad row's, stays null)."""
+    if layout.key is None:
         return number
+    if value is None:
+        return None
     if layout.fmt == "jsonl":
         return json.loads(value)
     if isinstance(value, bytes):

@@ -115,12 +115,20 @@ def _read(path: str, fmt: str, layout: Layout) -> Any:
     wanted = [layout.text] + ([layout.key] if layout.key else [])
     return ray.data.read_csv(
         where,
-        parse_options=pacsv.ParseOptions(
-            delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True
-        ),
+        parse_options=csv_parse_options(fmt),
         # Every column as bytes: texts decoded row by row, ids kept as written.
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.binary() for name in wanted}, include_columns=wanted
         ),
         num_cpus=READ_CPUS,
+    )
+
+
+def csv_parse_options(fmt: str) -> Any:
+    """Arrow's CSV parsing as the in-process reader's: a blank line is a row (of empty
+    fields), a quoted field may span lines."""
+    from pyarrow import csv as pacsv
+
+    return pacsv.ParseOptions(
+        delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True, ignore_empty_lines=False
     )

@@ -2,8 +2,11 @@
 
 Memory stays bounded by the chunk, whatever the file's size: CSV and JSON Lines are read
 line by line, Parquet by record batches. A row whose text cannot be scored (missing,
-empty, not UTF-8, too long) becomes a bad row of its chunk; only a file that cannot be
-read as a table at all (no such column, not CSV) stops the run.
+empty, not UTF-8, too long) or, in a table keyed by its id column, whose id is missing
+(absent or null) becomes a bad row of its chunk; only a file that cannot be read as a
+table at all (no such column, not CSV, a quote never closed) stops the run. Every CSV
+line is a row: a blank one is a row whose fields are all empty. (A blank JSON Lines line
+is not a record.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from service.bulk.formats import STDIO, UsageError, pyarrow_modules
-from service.bulk.rows import Chunk
+from service.bulk.rows import Chunk, missing_id
 
 csv.field_size_limit(2**31 - 1)  # a long review is a bad row (over the limit), not a crash
 
@@ -90,14 +93,14 @@ def read_chunks(path: str, fmt: str, columns: Columns, chunk_rows: int, max_char
         lines, key = _jsonl_key(stream, columns)
         chunks = _jsonl(lines, counting, key, columns.text, chunk_rows, max_chars)
         return Source(_closing(chunks, raw), total, key)
-    delimiter = "\t" if fmt == "tsv" else ","
-    rows = csv.reader(stream, delimiter=delimiter)
-    header = next(rows, None)
-    if header is None:
-        raise UsageError(f"{_name(path)} is empty: expected a header row naming the columns")
+    # strict: a quote never closed is an error, not the rest of the file read into one field
+    rows = csv.reader(stream, delimiter="\t" if fmt == "tsv" else ",", strict=True)
+    header = _header(rows, path)
     text_at, id_at = _positions(header, columns, path)
     key = columns.id if id_at is not None else "row"
-    chunks = _csv(rows, counting, text_at, id_at, chunk_rows, max_chars)
+    lines = _csv_rows(rows, len(header), path)
+    keyed = None if id_at is None else (id_at, key)
+    chunks = _csv(lines, counting, text_at, keyed, chunk_rows, max_chars)
     return Source(_closing(chunks, raw), total, key)
 
 
@@ -119,26 +122,57 @@ def _positions(header: list[str], columns: Columns, path: str) -> tuple[int, int
     return header.index(columns.text), header.index(columns.id) if columns.id else None
 
 
-def _csv(rows, counting, text_at, id_at, chunk_rows, max_chars) -> Iterator[Chunk]:
-    chunk = Chunk()
-    number = 0
+def _header(rows, path: str) -> list[str]:
+    try:
+        header = next(rows, None)
+    except csv.Error as exc:
+        raise UsageError(_csv_problem(path, 1, exc)) from None
+    if header is None:
+        raise UsageError(f"{_name(path)} is empty: expected a header row naming the columns")
+    return header
+
+
+def _csv_rows(rows, width: int, path: str) -> Iterator[list[str]]:
+    """The data rows, one per record; a blank line is a record of ``width`` empty fields."""
+    start = rows.line_num + 1  # the line the next record starts on
     try:
         for row in rows:
-            if not row:
-                continue  # a blank line is not a record
-            number += 1
-            key = row[id_at] if id_at is not None and id_at < len(row) else number
-            text = row[text_at] if text_at < len(row) else None
-            chunk.add(key, text, max_chars)
-            if len(chunk) == chunk_rows:
-                chunk.end = counting.count
-                yield chunk
-                chunk = Chunk()
+            yield row or [""] * width
+            start = rows.line_num + 1
     except csv.Error as exc:
-        raise UsageError(f"not readable as CSV after data row {number}: {exc}") from None
+        raise UsageError(_csv_problem(path, start, exc)) from None
+
+
+def _csv_problem(path: str, line: int, exc: csv.Error) -> str:
+    if str(exc) == "unexpected end of data":
+        return (
+            f'{_name(path)}: the row at line {line} opens a quote (") that is never closed, '
+            'so every later line would be read into one field; close it, or double it ("")'
+        )
+    return f"{_name(path)}: the row at line {line} is not readable as CSV: {exc}"
+
+
+def _csv(rows, counting, text_at, id_at, chunk_rows, max_chars) -> Iterator[Chunk]:
+    """``id_at``: (the id's position, its name), or None to key rows by their number."""
+    chunk = Chunk()
+    for number, row in enumerate(rows, 1):
+        text = row[text_at] if text_at < len(row) else None
+        key, problem = _csv_key(row, id_at, number)
+        chunk.add(key, text, max_chars, problem)
+        if len(chunk) == chunk_rows:
+            chunk.end = counting.count
+            yield chunk
+            chunk = Chunk()
     if chunk:
         chunk.end = counting.count
         yield chunk
+
+
+def _csv_key(row: list[str], id_at: tuple[int, str] | None, number: int) -> tuple[Any, Any]:
+    if id_at is None:
+        return number, None
+    at, name = id_at
+    return (row[at], None) if at < len(row) else (None, missing_id(name))
 
 
 def _jsonl_key(stream: IO[str], columns: Columns) -> tuple[Iterator[str], str]:
@@ -157,12 +191,12 @@ def _jsonl(lines, counting, key: str, text: str, chunk_rows, max_chars) -> Itera
     chunk = Chunk()
     for number, line in enumerate(lines, 1):
         record, problem = _record(line, number)
-        chunk.add(
-            record.get(key, number) if key != "row" else number,
-            record.get(text),
-            max_chars,
-            problem,
-        )
+        if key == "row":
+            chunk.add(number, record.get(text), max_chars, problem)
+        else:  # no row numbers in an id column: a record without its id is a bad row
+            value = record.get(key)
+            missing = missing_id(key) if value is None else None
+            chunk.add(value, record.get(text), max_chars, problem or missing)
         if len(chunk) == chunk_rows:
             chunk.end = counting.count
             yield chunk
@@ -197,24 +231,26 @@ def _parquet(path: str, columns: Columns, chunk_rows: int, max_chars: int):
     if not any(is_type(kind) for is_type in (*text_types, pa.types.is_large_binary)):
         raise UsageError(f"{path}: column {columns.text!r} is {kind}, not text")
     batches = table.iter_batches(batch_size=chunk_rows, columns=wanted)
-    chunks = _parquet_chunks(batches, id_at is not None, max_chars)
+    chunks = _parquet_chunks(batches, columns.id if id_at is not None else None, max_chars)
     if id_at is None:
         return Source(chunks, table.metadata.num_rows, "row")
     key_type = table.schema_arrow.field(columns.id).type
     return Source(chunks, table.metadata.num_rows, columns.id, key_type)
 
 
-def _parquet_chunks(batches, keyed: bool, max_chars: int) -> Iterator[Chunk]:
+def _parquet_chunks(batches, key: str | None, max_chars: int) -> Iterator[Chunk]:
+    """``key``: the id column's name, or None to key rows by their number."""
     import pyarrow as pa
 
     done = 0
     for batch in batches:
         # As bytes, decoded row by row: one row's bad UTF-8 must not fail its whole batch.
         raw = batch.column(0).cast(pa.binary()).to_pylist()
-        keys = batch.column(1).to_pylist() if keyed else range(done + 1, done + len(raw) + 1)
+        keys = batch.column(1).to_pylist() if key else range(done + 1, done + len(raw) + 1)
         chunk = Chunk()
-        for key, value in zip(keys, raw, strict=True):
-            chunk.add(key, _decoded(value), max_chars)
+        for value, text in zip(keys, raw, strict=True):
+            missing = missing_id(key) if value is None else None
+            chunk.add(value, _decoded(text), max_chars, missing)
         done += len(raw)
         chunk.end = done
         yield chunk

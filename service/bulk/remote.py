@@ -4,13 +4,16 @@ Several requests in flight (``concurrency``), each of ``batch_size`` texts, answ
 input order. A request the service refuses for now (503 with Retry-After: overloaded, not
 ready, shutting down; 504; a failed batch's 500) or that meets a connection error is
 retried, for up to ``RETRY_FOR_S``. A text the service refuses (422) becomes a bad row
-with the service's message; the rest of its request is scored. Standard library only.
+with the service's message; the rest of its request is scored. A service that needs an API
+key gets the one in the environment variable ``SENTIMENT_API_KEY`` (a command-line flag
+would show in ``ps``) as ``Authorization: Bearer <key>``. Standard library only.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +28,7 @@ from service.bulk.rows import Scored
 RETRY_FOR_S = 300.0  # how long one request keeps being retried before the run fails
 MAX_WAIT_S = 30.0  # the longest single wait, whatever Retry-After says
 _RETRY_STATUSES = {500, 502, 503, 504}
+API_KEY_ENV = "SENTIMENT_API_KEY"
 
 
 class RemoteError(UsageError):
@@ -36,8 +40,23 @@ class Job:
     futures: list[Future]
 
 
+def api_key() -> str | None:
+    """The API key to send, from ``SENTIMENT_API_KEY`` (None when unset or empty)."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if key and not (key.isascii() and key.isprintable()):
+        raise UsageError(f"{API_KEY_ENV} must be printable ASCII (an HTTP header carries it)")
+    return key or None
+
+
 class RemoteScorer:
-    def __init__(self, url: str, model: str | None, batch_size: int, concurrency: int = 4):
+    def __init__(
+        self,
+        url: str,
+        model: str | None,
+        batch_size: int,
+        concurrency: int = 4,
+        key: str | None = None,
+    ):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--server must be an http(s) URL, got {url!r}")
@@ -47,6 +66,7 @@ class RemoteScorer:
         self._host, self._port = parts.hostname, parts.port
         self._base = parts.path.rstrip("/")
         self._local = threading.local()
+        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
         self.batch_size = batch_size
         self.name, self.labels = self._model(model)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="client")
@@ -57,7 +77,7 @@ class RemoteScorer:
         except (OSError, http.client.HTTPException) as exc:
             raise RemoteError(f"cannot reach {self._where()}: {exc}") from None
         if status != 200:
-            raise RemoteError(f"{self._where()}/models answered {status}: {_message(body)}")
+            raise RemoteError(self._refused("/models", status, body))
         served = json.loads(body)
         name = model or served.get("default")
         found = {m["name"]: m for m in served.get("models", [])}
@@ -92,7 +112,7 @@ class RemoteScorer:
         if status == 422 or status == 413:
             message = _message(answer).removeprefix("texts[0] ")
             return Scored(np.full((1, len(self.labels)), np.nan), [None], [None], [message])
-        raise RemoteError(f"{self._where()}/predict answered {status}: {_message(answer)}")
+        raise RemoteError(self._refused("/predict", status, answer))
 
     def _parsed(self, data: dict) -> Scored:
         model = (data["model"]["name"], data["model"]["version"])
@@ -130,7 +150,9 @@ class RemoteScorer:
             connection = self._local.connection = self._connection(
                 self._host, self._port, timeout=120
             )
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = dict(self._auth)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
             connection.request(method, self._base + path, body=body, headers=headers)
             response = connection.getresponse()
@@ -140,15 +162,27 @@ class RemoteScorer:
             raise
         return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
 
+    def _refused(self, path: str, status: int, body: bytes) -> str:
+        said = f"{self._where()}{path} answered {status}"
+        if status != 401:
+            return f"{said}: {_message(body)}"
+        if self._auth:
+            return f"{said}: the service refused the API key in {API_KEY_ENV}"
+        return (
+            f"{said}: the service needs an API key; put one of its keys in the environment "
+            f"variable {API_KEY_ENV} (sent as Authorization: Bearer <key>)"
+        )
+
     def _where(self) -> str:
         port = f":{self._port}" if self._port else ""
         return f"{self._host}{port}{self._base}"
 
 
 def _wait_s(retry_after: str | None, attempt: int) -> float:
-    """Retry-After when the service gives one, else a growing pause."""
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after), MAX_WAIT_S)
+    """Retry-After when the service gives one in seconds, else a growing pause."""
+    seconds = (retry_after or "").strip()
+    if seconds.isascii() and seconds.isdigit():  # (isdigit alone takes "²", float does not)
+        return min(float(seconds), MAX_WAIT_S)
     return min(0.25 * 2 ** min(attempt, 8), MAX_WAIT_S)
 
 

@@ -56,6 +56,12 @@ def row_problem(text: Any, max_chars: int) -> str | None:
     return None
 
 
+def missing_id(column: str) -> str:
+    """A row of a table keyed by its id column that has no id (absent, or null): a bad
+    row, not keyed by its number, which could be another row's id."""
+    return f"missing id: no {column!r} value"
+
+
 @dataclass
 class Scored:
     """What a scorer returns for one chunk's valid texts, in order."""

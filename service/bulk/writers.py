@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import IO, Any, Protocol
 
 from service.bulk.formats import pyarrow_modules
@@ -39,6 +40,26 @@ def open_writer(
     return CsvWriter(stream, names, "\t" if fmt == "tsv" else ",")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escaped(key: Any, keep_bytes: bool = False) -> Any:
+    """A str key as UTF-8 can hold it. A byte that was not UTF-8 (read as U+DC80..U+DCFF,
+    "surrogateescape") stays that byte where the output is bytes (``keep_bytes``: CSV,
+    TSV) and becomes ``\\xNN`` where it must be UTF-8 (Parquet); any other lone surrogate
+    (a JSON ``\\ud800``) becomes ``\\udNNN``. (JSON Lines escapes both itself.)"""
+    if not isinstance(key, str) or key.isascii():
+        return key
+    return _SURROGATE.sub(lambda m: _escape(m.group(), keep_bytes), key)
+
+
+def _escape(char: str, keep_bytes: bool) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return char if keep_bytes else f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
 def _records(keys: list[Any], scored: Scored) -> list[list[Any]]:
     """One list of values per row, in ``columns`` order (None: empty)."""
     out = []
@@ -59,6 +80,7 @@ class CsvWriter:
         self._csv.writerow(names)
 
     def write(self, keys: list[Any], scored: Scored) -> None:
+        keys = [escaped(k, keep_bytes=True) for k in keys]
         self._csv.writerows(
             ["" if v is None else v for v in record] for record in _records(keys, scored)
         )
@@ -101,7 +123,7 @@ class ParquetWriter:
 
     def write(self, keys: list[Any], scored: Scored) -> None:
         if self._stringify:
-            keys = [None if k is None else str(k) for k in keys]
+            keys = [None if k is None else escaped(str(k)) for k in keys]
         records = _records(keys, scored)
         arrays = [
             self._pa.array([r[j] for r in records], type=field.type)

@@ -11,7 +11,10 @@
    connections already in its accept queue are accepted and answered. The phase ends
    when the queue is empty and every accepted connection has sent its request.
 3. **Drain**, uvicorn's own: the listener closes, in-flight requests finish within
-   ``SENTIMENT_DRAIN_TIMEOUT_S``, then the app's lifespan stops the batchers.
+   ``SENTIMENT_DRAIN_TIMEOUT_S``, then the app's lifespan stops the batchers. Texts still
+   queued when that time is up are answered 503 "shutting down" (``refuse_queued``);
+   batches already running get ``DRAIN_GRACE_S`` more before uvicorn cancels what is left
+   (whose requests ``lifecycle.ShutdownGate`` still answers with a 503, not uvicorn's 500).
 
 Without phase 2, closing the listener resets the connections in its queue: clients that
 open a connection per request (urllib) got resets on 3 SIGTERMs out of 4 (issue 18).
@@ -27,6 +30,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -36,6 +40,7 @@ from service.http.lifecycle import Lifecycle, Phase
 log = logging.getLogger("service.shutdown")
 
 CLOSE_WINDOW_S = 2.0  # upper bound of phase 2 (a client that connects and never sends)
+DRAIN_GRACE_S = 2.0  # after the drain timeout: running batches finish, 503s are written
 # Handshakes under way when the filter goes on finish into the accept queue within a
 # round trip; this covers them.
 HANDSHAKE_SETTLE_S = 0.1
@@ -58,10 +63,18 @@ _TCPI_UNACKED_AT = 24  # on a listener: the accept queue's length (Linux)
 class GracefulServer(uvicorn.Server):
     """``uvicorn.Server`` whose SIGTERM runs the lame duck and the closing phase first."""
 
-    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, lame_duck_s: float):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        lifecycle: Lifecycle,
+        lame_duck_s: float,
+        refuse_queued: Callable[[], int] = lambda: 0,
+    ):
         super().__init__(config)
         self.lifecycle = lifecycle
         self.lame_duck_s = lame_duck_s
+        self.refuse_queued = refuse_queued
+        self._drain_deadline: asyncio.Task | None = None
         self.close_window_s = CLOSE_WINDOW_S
         self._asked_at: float | None = None
         self._hurry = False
@@ -90,6 +103,16 @@ class GracefulServer(uvicorn.Server):
             await self._close()
         finally:
             self.should_exit = True  # uvicorn's drain takes over on its next tick
+            self._drain_deadline = asyncio.create_task(self._refuse_after_drain())
+
+    async def _refuse_after_drain(self) -> None:
+        """At the drain timeout, answer queued texts with 503 while uvicorn still waits."""
+        timeout = self.config.timeout_graceful_shutdown
+        if timeout is None:
+            return
+        await asyncio.sleep(max(timeout - DRAIN_GRACE_S, 0.0))
+        if refused := self.refuse_queued():
+            log.warning("drain timed out: queued texts answered 503", extra={"texts": refused})
 
     async def _lame_duck(self) -> None:
         self.lifecycle.report_not_ready()

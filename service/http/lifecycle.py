@@ -9,6 +9,8 @@ requests away once the server stops accepting work. A server that never receives
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 
 from starlette.requests import Request
@@ -54,9 +56,23 @@ class ShutdownGate:
         self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.lifecycle.phase is not Phase.CLOSING:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request = Request(scope, receive)
-        response = service_error_response(request, ShuttingDown())
+        if self.lifecycle.phase is not Phase.CLOSING:
+            try:
+                return await self.app(scope, receive, send)
+            except asyncio.CancelledError:
+                # uvicorn cancels what still runs once the drain and its grace are over
+                # and would answer 500: a request that has no answer yet gets this 503.
+                if not self.lifecycle.stopping:
+                    raise
+                asyncio.current_task().uncancel()
+                with contextlib.suppress(RuntimeError):  # (its answer had already begun)
+                    await self._refuse(scope, receive, send)
+                return
+        await self._refuse(scope, receive, lingering_send(scope, receive, send))
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = service_error_response(Request(scope, receive), ShuttingDown())
         response.headers["Connection"] = "close"
-        await response(scope, receive, lingering_send(scope, receive, send))
+        await response(scope, receive, send)

@@ -176,12 +176,13 @@ async def live() -> HealthResponse:
 async def ready(registry: RegistryDep, request: Request):
     """200 once every served model is loaded, verified and self-checked; else 503 and why
     (also from SIGTERM on: "shutting down", while requests are still served a while)."""
+    # Retry-After as on every 503: the same values as ShuttingDown's and NotReady's.
     if request.app.state.lifecycle.stopping:
         body = HealthResponse(status="not_ready", reason="shutting down")
-        return JSONResponse(body.model_dump(), status_code=503)
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     if registry.shutting_down or not registry.ready:
         body = HealthResponse(status="not_ready", reason=registry.not_ready_reason())
-        return JSONResponse(body.model_dump(), status_code=503)
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
     models = [model_ref(m.current()) for m in registry.managers.values()]
     default = model_ref(registry.current())
     return HealthResponse(status="ok", model=default, models=models)

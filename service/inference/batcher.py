@@ -134,6 +134,15 @@ class Batcher:
             request.future.cancel()
             raise
 
+    def refuse_queued(self) -> int:
+        """Stop taking texts and answer those still queued with 503 (the drain has run out
+        of time); batches already running finish. The texts refused."""
+        self._queue.closed = True
+        refused, self._queue.pending[:] = list(self._queue.pending), []
+        fail(refused, stopped())
+        self._wakeup.set()
+        return len(refused)
+
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop taking texts, finish every accepted one, then release the threads."""
         self._queue.closed = True

@@ -94,6 +94,10 @@ class ModelRegistry:
         await asyncio.gather(*(m.load_initial() for m in self.managers.values()))
         self.metrics.ready.set(1 if self.ready else 0)
 
+    def refuse_queued(self) -> int:
+        """Every model's queued texts answered with 503; see ``Batcher.refuse_queued``."""
+        return sum(m.active.batcher.refuse_queued() for m in self.managers.values() if m.active)
+
     async def shutdown(self) -> None:
         self.shutting_down = True
         self.metrics.ready.set(0)

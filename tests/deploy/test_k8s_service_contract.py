@@ -193,7 +193,7 @@ def test_grace_period_outlasts_the_prestop_pause_and_the_whole_shutdown(docs, im
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     served = sentiment_serve(container, image)
     drain = served["timeout_graceful_shutdown"]
-    assert drain == served["settings"].drain_timeout_s
+    assert drain == served["settings"].drain_timeout_s + graceful.DRAIN_GRACE_S
     lame_duck = served.get("lame_duck_s", 0.0)  # (several workers: uvicorn's stop, none)
     steps = (prestop_seconds(container), lame_duck, graceful.CLOSE_WINDOW_S, drain)
     assert grace > sum(steps), (grace, steps)

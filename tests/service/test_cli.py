@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 import service.cli
 import service.http.app
+from service.http.graceful import DRAIN_GRACE_S
 from service.settings import Settings
 from tests.support.servers import Server, raw_http
 
@@ -106,6 +107,40 @@ def test_invalid_environment_is_refused(monkeypatch, key, value):
         Settings()
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("SENTIMENT_CORS_ORIGINS", "[not json", "SENTIMENT_CORS_ORIGINS: Expecting value"),
+        ("SENTIMENT_LOG_LEVEL", "bogus", "SENTIMENT_LOG_LEVEL: 'bogus' is not one of critical"),
+        ("SENTIMENT_LOG_JSON", "maybe", "SENTIMENT_LOG_JSON: 'maybe' is not auto, true or false"),
+        ("SENTIMENT_API_KEYS_FILE", "/no/such/keys", "SENTIMENT_API_KEYS_FILE: /no/such/keys is"),
+        ("SENTIMENT_HOST", "999.1.1.1", "SENTIMENT_HOST '999.1.1.1' is not an address"),
+        ("SENTIMENT_QUEUE_SIZE", "2", "error: invalid settings: SENTIMENT_QUEUE_SIZE (2) must"),
+    ],
+)
+def test_an_unusable_setting_stops_at_once_with_one_line(monkeypatch, capsys, key, value, message):
+    """Before, the first three raised a traceback (or, the log level, respawned workers
+    for ever), the keys file started a server that answered 401 to everything, and the
+    host exited 3 after the model had loaded."""
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exit_info:
+        service.cli.checked_settings({})
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_lists_and_words_read_as_people_write_them(monkeypatch):
+    monkeypatch.setenv("SENTIMENT_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("SENTIMENT_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("SENTIMENT_LOG_JSON", "off")
+    s = Settings()
+    assert s.cors_origins == ["https://a.example", "https://b.example"]
+    assert (s.log_level, s.log_json) == ("debug", False)
+    monkeypatch.setenv("SENTIMENT_CORS_ORIGINS", '["https://c.example"]')  # JSON, as before
+    assert Settings().cors_origins == ["https://c.example"]
+
+
 def test_flags_override_the_environment(monkeypatch, bundle_dir):
     monkeypatch.setenv("SENTIMENT_PORT", "1234")
     monkeypatch.setenv("SENTIMENT_HOST", "0.0.0.0")
@@ -121,7 +156,7 @@ def test_flags_override_the_environment(monkeypatch, bundle_dir):
     assert lame_duck_s == 2.5
     assert kwargs["port"] == 9999  # the flag wins over SENTIMENT_PORT
     assert kwargs["host"] == "0.0.0.0"  # unflagged: from the environment
-    assert kwargs["timeout_graceful_shutdown"] == 7.0
+    assert kwargs["timeout_graceful_shutdown"] == 7.0 + DRAIN_GRACE_S  # then uvicorn cancels
     assert app.state.settings.model_dir == bundle_dir
     assert app.state.settings.port == 9999
 
@@ -239,8 +274,50 @@ def test_sigterm_finishes_in_flight_requests_then_exits(server):
         httpx.get(f"{server.base}/health/live", timeout=2)
 
 
+def test_a_drain_that_runs_out_of_time_answers_503_not_500(tmp_path):
+    """Texts still queued at SENTIMENT_DRAIN_TIMEOUT_S get 503 "shutting down" at once, and
+    the batch still running when uvicorn cancels it (the grace after) a 503 as well: before,
+    uvicorn's cancellation answered every one of them with a bare 500."""
+    env = {"SENTIMENT_DRAIN_TIMEOUT_S": "0.3", "SENTIMENT_INFERENCE_WORKERS": "1"}
+    with Server(tmp_path, **env) as server:
+        server.gate.touch()  # the first batch waits at the gate; the others queue behind it
+        answers: list = []
+
+        def call(i: int) -> None:
+            texts = [f"review {i}.{k}: held while the server stops" for k in range(8)]
+            try:
+                answers.append(
+                    httpx.post(f"{server.base}/predict", json={"texts": texts}, timeout=60)
+                )
+            except Exception as exc:  # reported below
+                answers.append(exc)
+
+        clients = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+        for client in clients:
+            client.start()
+            time.sleep(0.05)
+        try:
+            deadline = time.monotonic() + 30
+            while not server.entered.exists():
+                assert time.monotonic() < deadline, "no request reached inference"
+                time.sleep(0.01)
+            server.process.send_signal(signal.SIGTERM)
+            for client in clients:
+                client.join(timeout=30)
+        finally:
+            server.gate.unlink(missing_ok=True)  # let the held inference thread end
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.output()
+    assert len(answers) == 6 and not [a for a in answers if isinstance(a, Exception)], answers
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [503] * 6, [(a.status_code, a.text[:80]) for a in answers]
+    for answer in answers:
+        assert answer.json()["error"]["code"] == "shutting_down"
+        assert answer.headers["retry-after"] == "1"
+    assert "drain timed out: queued texts answered 503" in server.output()
+
+
 def test_queue_must_hold_the_largest_request():
-    with pytest.raises(ValueError, match="queue_size"):
+    with pytest.raises(ValueError, match="SENTIMENT_QUEUE_SIZE"):
         Settings(queue_size=10, max_texts_per_request=11)
 
 

@@ -22,6 +22,7 @@ async def test_readiness_says_shutting_down_while_requests_are_still_served():
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["reason"] == "shutting down"
+        assert ready.headers["retry-after"] == "1"  # as every 503
         predicted = await client.post("/predict", json={"text": "Loved it."})
         assert predicted.status_code == 200, predicted.text
         assert (await client.get("/health/live")).status_code == 200

@@ -90,6 +90,7 @@ async def test_readiness_covers_every_model(models_root):
         response = await client.get("/health/ready")
         assert response.status_code == 503
         assert "three: " in response.json()["reason"] and "model.onnx" in response.json()["reason"]
+        assert response.headers["retry-after"] == "5"
         # the other model still answers
         ok = await client.post("/predict", json={"text": NEGATIVE_TEXT, "model": "sentiment-lstm"})
         assert ok.status_code == 200
