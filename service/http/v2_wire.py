@@ -97,16 +97,30 @@ def parse(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes]:
     """The JSON header, and the binary data after it (empty without the extension)."""
     head, blob = body, b""
     if header_length is not None:
-        if not header_length.strip().isdigit() or not 0 < int(header_length) <= len(body):
-            raise InvalidInput(
-                f"Inference-Header-Content-Length must be a byte count from 1 to the body's "
-                f"{len(body)} bytes, got {header_length[:40]!r}"
-            )
-        head, blob = body[: int(header_length)], body[int(header_length) :]
+        length = _byte_count(header_length, len(body))
+        head, blob = body[:length], body[length:]
     try:
         return InferRequest.model_validate_json(head), blob
     except ValidationError as exc:
         raise InvalidInput(f"inference request: {_describe(exc)}") from None
+
+
+def _byte_count(header: str, body_bytes: int) -> int:
+    """Inference-Header-Content-Length as a number of bytes within the body. ASCII digits
+    only, at most as many as the body's size has: ``isdigit`` also takes "²", which
+    ``int`` refuses, and ``int`` refuses strings of over 4,300 digits."""
+    digits = header.strip()
+    if (
+        not digits
+        or not (digits.isascii() and digits.isdigit())
+        or len(digits) > len(str(body_bytes))
+        or not 0 < int(digits) <= body_bytes
+    ):
+        raise InvalidInput(
+            f"Inference-Header-Content-Length must be a byte count from 1 to the body's "
+            f"{body_bytes} bytes, got {header[:40]!r}"
+        )
+    return int(digits)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -357,6 +357,16 @@ BAD_BINARY = [
         _binary(_elements(b"abc"), 1, header="99999"),
         "Inference-Header-Content-Length",
     ),
+    (  # str.isdigit() takes it, int() does not: this was a 500
+        "header length a superscript digit",
+        _binary(_elements(b"abc"), 1, header=b"\xb2"),  # "²" in latin-1, as HTTP sends it
+        "Inference-Header-Content-Length",
+    ),
+    (  # int() refuses over 4,300 digits: this was a 500 too
+        "header length of 5000 digits",
+        _binary(_elements(b"abc"), 1, header="9" * 5000),
+        "Inference-Header-Content-Length",
+    ),
     ("empty text", _binary(_elements(b""), 1), "element 0 is empty"),
 ]
 
