@@ -106,21 +106,13 @@ def parse(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes]:
 
 
 def _byte_count(header: str, body_bytes: int) -> int:
-    """Inference-Header-Content-Length as a number of bytes within the body. ASCII digits
-    only, at most as many as the body's size has: ``isdigit`` also takes "²", which
-    ``int`` refuses, and ``int`` refuses strings of over 4,300 digits."""
-    digits = header.strip()
-    if (
-        not digits
-        or not (digits.isascii() and digits.isdigit())
-        or len(digits) > len(str(body_bytes))
-        or not 0 < int(digits) <= body_bytes
-    ):
-        raise InvalidInput(
-            f"Inference-Header-Content-Length must be a byte count from 1 to the body's "
-            f"{body_bytes} bytes, got {header[:40]!r}"
-        )
-    return int(digits)
+    """Inference-Header-Content-Length in bytes, within the body: ASCII digits, no more of
+    them than the body's size has ("²" passes ``isdigit``; ``int`` refuses 4,301 digits)."""
+    n = header.strip()
+    if n.isascii() and n.isdigit() and len(n) <= len(str(body_bytes)) and 0 < int(n) <= body_bytes:
+        return int(n)
+    message = f"a byte count from 1 to the body's {body_bytes} bytes, got {header[:40]!r}"
+    raise InvalidInput(f"Inference-Header-Content-Length must be {message}")
 
 
 def _describe(exc: ValidationError) -> str:
