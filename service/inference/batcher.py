@@ -138,7 +138,8 @@ class Batcher:
         """Stop taking texts and answer those still queued with 503 (the drain has run out
         of time); batches already running finish. The texts refused."""
         self._queue.closed = True
-        refused, self._queue.pending[:] = list(self._queue.pending), []
+        refused = self._queue.pending
+        self._queue.pending = []
         fail(refused, stopped())
         self._wakeup.set()
         return len(refused)
@@ -158,7 +159,7 @@ class Batcher:
             except TimeoutError:
                 log.error("batcher drain timed out; failing what is left")
                 self._dispatcher.cancel()
-                fail(self._queue.pending, stopped())
+                self.refuse_queued()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- dispatcher ------------------------------------------------------------------------

@@ -253,10 +253,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(server):
     client = threading.Thread(target=call)
     client.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.entered.exists():
-            assert time.monotonic() < deadline, "the request never reached inference"
-            time.sleep(0.01)
+        server.wait_for_inference()
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)  # (not a timing assertion) give uvicorn a moment to begin shutdown
         assert server.process.poll() is None, "exited with a request still in flight"
@@ -297,10 +294,7 @@ def test_a_drain_that_runs_out_of_time_answers_503_not_500(tmp_path):
             client.start()
             time.sleep(0.05)
         try:
-            deadline = time.monotonic() + 30
-            while not server.entered.exists():
-                assert time.monotonic() < deadline, "no request reached inference"
-                time.sleep(0.01)
+            server.wait_for_inference()
             server.process.send_signal(signal.SIGTERM)
             for client in clients:
                 client.join(timeout=30)

@@ -218,6 +218,13 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise AssertionError(f"no VmRSS for pid {self.pid}")
 
+    def wait_for_inference(self, timeout_s: float = 30.0) -> None:
+        """Until an inference call has reached the gate (``gate`` must exist)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.entered.exists():
+            assert time.monotonic() < deadline, "no request reached inference"
+            time.sleep(0.01)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
