@@ -10,8 +10,10 @@ from pathlib import Path
 from sentiment_core.bundle import PROMOTED_FILE, bundle_versions, promote, promoted_bundle
 from sentiment_core.manifest import BundleError
 
-# The service's own setting if set (containers), else ./models (the repository's root).
-DEFAULT_ROOT = Path(os.environ.get("SENTIMENT_MODELS_ROOT") or "models")
+# The service's own setting if set (containers), else the project's models/, as
+# sentiment-serve and sentiment-train use (not ./models: that depends on the directory).
+PROJECT_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_ROOT = Path(os.environ.get("SENTIMENT_MODELS_ROOT") or PROJECT_MODELS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models-root",
         type=Path,
         default=DEFAULT_ROOT,
-        help="default: $SENTIMENT_MODELS_ROOT, else ./models",
+        help=f"default: $SENTIMENT_MODELS_ROOT, else the project's models/ ({PROJECT_MODELS})",
     )
     parser.add_argument("--force", action="store_true", help="promote a smoke run (--limit) too")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from pydantic_core import to_json
@@ -54,6 +55,8 @@ def text_problem(text: str, max_chars: int) -> str | None:
     """What is wrong with one text, or None (runs on every text: cheapest checks first)."""
     if not text or text.isspace():
         return "is empty or only whitespace"
+    if not text.isascii() and is_invisible(text):
+        return "is only whitespace and invisible characters (zero-width space, BOM, ...)"
     if len(text) > max_chars:
         return f"has {len(text)} characters; the limit is {max_chars}"
     if has_refused_control(text):
@@ -67,6 +70,12 @@ def text_problem(text: str, max_chars: int) -> str | None:
     if not text.isascii() and _SURROGATE.search(text):
         return "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode text"
     return None
+
+
+def is_invisible(text: str) -> bool:
+    """Whitespace and format characters (Unicode Cf: U+200B, U+FEFF, U+2060) only; stops
+    at the first visible character, so a real text costs one or two lookups."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
 
 
 def has_refused_control(text: str) -> bool:

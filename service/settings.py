@@ -188,17 +188,29 @@ class Settings(BaseSettings):
             return None
         if not self.models_root.is_dir():
             return f"SENTIMENT_MODELS_ROOT {self.models_root} is not a directory"
-        missing = [n for n in self.served_models() if not (self.models_root / n).is_dir()]
+        served = self.served_models()
+        missing = [n for n in served if not (self.models_root / n).is_dir()]
         if missing:
             found = sorted(p.name for p in self.models_root.iterdir() if p.is_dir())
             return (
                 f"no model {', '.join(map(repr, missing))} under {self.models_root} "
                 f"(models there: {', '.join(found) or 'none'})"
             )
+        return self._default_not_served(served)
+
+    def _default_not_served(self, served: list[str]) -> str | None:
+        """A default model set by hand that is not among those served: a typo, which would
+        otherwise send every request that names no model to another model."""
+        chosen = "default_model" in self.model_fields_set and self.model_name is None
+        if chosen and served and self.default_model not in served:
+            return (
+                f"SENTIMENT_DEFAULT_MODEL {self.default_model[:100]!r} is not served "
+                f"(served: {', '.join(served)})"
+            )
         return None
 
     def default_of(self, names: list[str]) -> str:
-        return self.default_model if self.default_model in names else sorted(names)[0]
+        return self.default_model if self.default_model in names else names[0]
 
     def resolved_model_dir(self) -> Path:
         """The default model's bundle directory (``BundleError`` if there is none)."""

@@ -137,21 +137,30 @@ def _figures_table(metrics: dict) -> str:
 
 
 def _validation_table(metrics: dict) -> str:
+    sources = {n: s for n, s in metrics.get("sources", {}).items() if "validation" in s}
+    # Bundles trained before the baseline was scored per validation source have no columns.
+    baseline = any("baseline_validation" in s for s in sources.values())
     rows = [
         "| validation split | n | accuracy | macro-F1 | avg recall | recall by label | polar acc "
-        "| ECE |",
-        "|---|--:|--:|--:|--:|---|--:|--:|",
+        "| ECE |"
+        + (" baseline acc | baseline macro-F1 | baseline avg recall |" if baseline else ""),
+        "|---|--:|--:|--:|--:|---|--:|--:|" + ("--:|--:|--:|" if baseline else ""),
     ]
-    sources = {
-        n: s["validation"] for n, s in metrics.get("sources", {}).items() if "validation" in s
-    }
     if len(sources) > 1:
-        sources["**pooled**"] = metrics["validation"]
-    for name, lstm in sources.items():
+        pooled = metrics.get("baseline", {}).get("validation")
+        sources["**pooled**"] = {"validation": metrics["validation"], "baseline_validation": pooled}
+    for name, figures in sources.items():
+        lstm, base = figures["validation"], figures.get("baseline_validation") or {}
         rows.append(
             f"| {name} | {lstm['n']:,} | {lstm['accuracy']:.4f} | {lstm['macro_f1']:.4f} | "
             f"{lstm['average_recall']:.4f} | {_recalls(lstm.get('recall'))} | "
             f"{_maybe(lstm.get('polar_accuracy'))} | {lstm['ece']:.4f} |"
+            + (
+                f" {_maybe(base.get('accuracy'))} | {_maybe(base.get('macro_f1'))} | "
+                f"{_maybe(base.get('average_recall'))} |"
+                if baseline
+                else ""
+            )
         )
     return "\n".join(rows)
 

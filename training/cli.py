@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     download = given.pop("download", False)
     values = Config().as_dict()
     if config := given.get("config"):
-        values.update(read_train_table(config))
-    values.update(given)
+        values.update(_paths_from(read_train_table(config), Path(config).parent))
+    values.update(_paths_from(given, Path.cwd()))
     cfg = Config(**values)
     if problems := cfg.problems():
         raise ConfigError("; ".join(problems))
@@ -97,6 +97,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
         cfg.data = str(download_imdb(PROJECT_ROOT / "data" / "aclImdb_v1.tar.gz"))
     return cfg
+
+
+def _paths_from(values: dict, base: Path) -> dict:
+    """Relative paths given as flags start from the working directory, those in a config
+    file from its folder (as its ``data_dir`` does); the defaults from the project root."""
+    return {
+        key: str((base / Path(value).expanduser()).resolve())
+        if key in _PATHS and key != "config" and value
+        else value
+        for key, value in values.items()
+    }
 
 
 def check_training_stack() -> None:

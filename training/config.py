@@ -7,7 +7,11 @@ Precedence: the defaults below < the config file's ``[train]`` table < flags giv
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
+
+from sentiment_core.manifest import NAME_PATTERN
 
 CELLS = ("lstm", "gru", "simple_rnn")
 POOLINGS = ("last", "last+mean+max")
@@ -160,7 +164,7 @@ class Config:
     )
     pretrain_cache: str = _opt(
         ".cache/pretrain",
-        "folder of pretrained encoders, one per hash of their inputs (texts, vocabulary, encoder shape, settings, seed); relative to the project root; empty: no cache",
+        "folder of pretrained encoders, one per hash of their inputs (texts, vocabulary, encoder shape, settings, seed); the default is under the project root; a relative path starts from the working directory (from the config file's folder in its [train] table); empty: no cache",
     )
     finetune_head: str = _opt(
         "zeros",
@@ -188,7 +192,10 @@ class Config:
         True,
         "also train the TF-IDF + logistic regression baseline on the same rows and score it on the same test splits",
     )
-    models_dir: str = _opt("models", "where bundles are written: <models-dir>/<name>/<version>/")
+    models_dir: str = _opt(
+        "models",
+        "where bundles are written: <models-dir>/<name>/<version>/; the default is the project's models/ (what sentiment-serve reads); a relative path starts from the working directory (from the config file's folder in its [train] table)",
+    )
     name: str = _opt("sentiment-lstm", "model name (a folder under --models-dir)")
     version: str = _opt(
         "", "bundle version (a folder name); empty: the UTC time, e.g. 20261122-032328"
@@ -205,6 +212,8 @@ class Config:
 
     def problems(self) -> list[str]:
         """Values out of range (the types and choices are checked when read)."""
+        if not_finite := self._not_finite():
+            return not_finite  # NaN passes every comparison below: a NaN loss, exit 0
         out = [
             f"--{name.replace('_', '-')} must be at least {least}"
             for name, least in (
@@ -248,7 +257,24 @@ class Config:
             out.append("--ngram-buckets must be 0 (off) or at least twice --vocab-size")
         if self.finetune_lr_ratio <= 0:
             out.append("--finetune-lr-ratio must be above 0")
-        return out
+        return out + self._folder_names()
+
+    def _folder_names(self) -> list[str]:
+        """--name and --version become folders and manifest fields: checked before the job
+        runs, not when its bundle is written."""
+        return [
+            f"--{flag} {value[:80]!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+            for flag, value in (("name", self.name), ("version", self.version))
+            if value and not re.fullmatch(NAME_PATTERN, value)
+        ] + ([] if self.name else ["--name must not be empty"])
+
+    def _not_finite(self) -> list[str]:
+        return [
+            f"--{f.name.replace('_', '-')} must be a finite number (found {value})"
+            for f in dataclasses.fields(self)
+            if isinstance(value := getattr(self, f.name), float) and not math.isfinite(value)
+        ]
 
 
 # --help shows the flags in these groups, in this order (each group's first field).

@@ -68,8 +68,9 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 if handle is not None:
                     yield member.name, handle.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
+        why = " ".join(str(exc).split())  # tarfile lists every method it tried, one per line
         raise DatasetError(
-            f"{path}: not a readable .tar.gz archive of the IMDB dataset ({exc})"
+            f"{path}: not a readable .tar.gz archive of the IMDB dataset ({why})"
         ) from exc
 
 

@@ -130,7 +130,7 @@ def verify_parity(
     diff = float(np.max(np.abs(k - o)))
     label_mismatches = int(np.sum(decide(k) != decide(o)))
     report = {"texts": len(sequences), "max_abs_diff": diff, "label_mismatches": label_mismatches}
-    if diff > tolerance or label_mismatches:
+    if not diff <= tolerance or label_mismatches:  # NaN fails too
         raise ExportError(f"ONNX does not match Keras: {report} (tolerance {tolerance})")
     return report
 

@@ -92,7 +92,11 @@ def run_baseline(train, validation, test, corpus, labels, metrics: dict, log) ->
     )
     out = {**baseline.describe()}
     val_outputs = _as_outputs(baseline.probabilities(texts(validation)), labels)
-    out["validation"], _ = per_source(validation, val_outputs, labels, corpus.sources("validation"))
+    out["validation"], val_by_source = per_source(
+        validation, val_outputs, labels, corpus.sources("validation")
+    )
+    for name, result in val_by_source.items():  # a source without a test split has only these
+        metrics["sources"][name]["baseline_validation"] = result
     if test.ids:
         test_outputs = _as_outputs(baseline.probabilities(texts(test)), labels)
         out["test"], by_source = per_source(test, test_outputs, labels, corpus.sources("test"))

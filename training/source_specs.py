@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,8 +146,10 @@ def _label_map(raw: dict, reader: str, labels: Sequence[str], where: str):
 
 def _number(raw: dict, key: str, default: float, where: str, low: float) -> float:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= low:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
         raise ConfigError(f"{where}: {key} must be a number above {low:g} (found {value!r})")
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number (found {value!r})")
     return float(value)
 
 

@@ -15,6 +15,7 @@ inference thread per usable CPU); with ``--server URL``, through a running servi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import deque
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         print(f"{PROG}: terminated; no output written", file=sys.stderr)
         sys.exit(143)
+    except BrokenPipeError:  # stdout's reader left (`| head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        sys.exit(141)  # 128 + SIGPIPE, what the shell reports for such a program
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,12 +42,16 @@ class Job:
 
 class LocalScorer:
     def __init__(self, model: str | None, settings: Settings, workers: int | None = None):
-        self.bundle: Bundle = load_bundle(
-            bundle_dir(model, settings),
-            variant=settings.model_variant,
-            intra_op_threads=settings.intra_op_threads,
-            speedups=speedups(settings),
-        )
+        folder = bundle_dir(model, settings)
+        try:
+            self.bundle: Bundle = load_bundle(
+                folder,
+                variant=settings.model_variant,
+                intra_op_threads=settings.intra_op_threads,
+                speedups=speedups(settings),
+            )
+        except BundleError as exc:  # tampered, incomplete, fails its self-check
+            raise UsageError(f"the bundle {folder} cannot be used: {exc}") from None
         manifest = self.bundle.manifest
         self.labels = list(manifest.labels)
         self.model = (self.bundle.name, self.bundle.version)
@@ -112,6 +116,8 @@ def bundle_dir(model: str | None, settings: Settings) -> Path:
             return settings.resolved_model_dir()
         if (Path(model) / MANIFEST_FILE).is_file():
             return Path(model)
+        if "/" in model or model.startswith("."):  # a path, not a model name
+            raise UsageError(f"--model {model}: no {MANIFEST_FILE} there (not a bundle directory)")
         return promoted_bundle(settings.models_root, model)
     except BundleError as exc:
         raise UsageError(f"no model to score with: {exc}") from None

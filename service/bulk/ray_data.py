@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from service.bulk.formats import UsageError
-from service.bulk.rows import Chunk, Scored, merged, missing_id
+from service.bulk.rows import Chunk, Scored, id_problem, merged
 
 ACTOR_CPUS = 1.0  # one onnxruntime session with one thread
 READ_CPUS = 0.25  # read tasks must find room beside a full actor pool
@@ -78,7 +78,7 @@ class BatchScorer:
         keys = batch.column(key).to_pylist() if key else [0] * len(texts)  # (0: numbered here)
         for value, raw in zip(keys, texts, strict=True):
             text = None if raw is None else raw.decode("utf-8", "surrogateescape")
-            missing = missing_id(key) if value is None else None
+            missing = id_problem(value, key) if key else None
             chunk.add(value if key else None, text, self.settings.max_text_chars, missing)
         return chunk
 
@@ -91,8 +91,8 @@ class BatchScorer:
             if problem:
                 problem = problem.replace("line 0", f"line {LINE_MARK}", 1)
             value = record.get(self.layout.key) if self.layout.key else None
-            if self.layout.key and value is None:  # no id: a bad row, as in process
-                problem = problem or missing_id(self.layout.key)
+            if self.layout.key:  # no id: a bad row, as in process
+                problem = problem or id_problem(value, self.layout.key)
             key = json.dumps(value) if value is not None else None
             chunk.add(key, record.get(self.layout.text), self.settings.max_text_chars, problem)
         return chunk

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from service.bulk.formats import STDIO, UsageError, pyarrow_modules
-from service.bulk.rows import Chunk, missing_id
+from service.bulk.rows import Chunk, id_problem, missing_id
 
 csv.field_size_limit(2**31 - 1)  # a long review is a bad row (over the limit), not a crash
 
@@ -172,7 +172,7 @@ def _csv_key(row: list[str], id_at: tuple[int, str] | None, number: int) -> tupl
     if id_at is None:
         return number, None
     at, name = id_at
-    return (row[at], None) if at < len(row) else (None, missing_id(name))
+    return (row[at], id_problem(row[at], name)) if at < len(row) else (None, missing_id(name))
 
 
 def _jsonl_key(stream: IO[str], columns: Columns) -> tuple[Iterator[str], str]:
@@ -195,8 +195,7 @@ def _jsonl(lines, counting, key: str, text: str, chunk_rows, max_chars) -> Itera
             chunk.add(number, record.get(text), max_chars, problem)
         else:  # no row numbers in an id column: a record without its id is a bad row
             value = record.get(key)
-            missing = missing_id(key) if value is None else None
-            chunk.add(value, record.get(text), max_chars, problem or missing)
+            chunk.add(value, record.get(text), max_chars, problem or id_problem(value, key))
         if len(chunk) == chunk_rows:
             chunk.end = counting.count
             yield chunk
@@ -249,7 +248,7 @@ def _parquet_chunks(batches, key: str | None, max_chars: int) -> Iterator[Chunk]
         keys = batch.column(1).to_pylist() if key else range(done + 1, done + len(raw) + 1)
         chunk = Chunk()
         for value, text in zip(keys, raw, strict=True):
-            missing = missing_id(key) if value is None else None
+            missing = id_problem(value, key) if key else None
             chunk.add(value, _decoded(text), max_chars, missing)
         done += len(raw)
         chunk.end = done

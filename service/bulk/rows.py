@@ -62,6 +62,12 @@ def missing_id(column: str) -> str:
     return f"missing id: no {column!r} value"
 
 
+def id_problem(value: Any, column: str) -> str | None:
+    """A keyed row's id value: None or empty (a CSV cell, read as text or, by Ray, as
+    bytes: it reads back as no id at all) is a missing id."""
+    return missing_id(column) if value is None or value in ("", b"") else None
+
+
 @dataclass
 class Scored:
     """What a scorer returns for one chunk's valid texts, in order."""

@@ -7,10 +7,10 @@ import hmac
 
 from fastapi import Request
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from service.errors import NotFound, Unauthorized
+from service.http.json_body import StrictJsonRoute
 from service.settings import Settings
 
 # Declares the scheme (the Authorize button in /docs); checking is AuthFirstRoute's.
@@ -33,7 +33,7 @@ def check_admin(settings: Settings, authorization: str | None) -> None:
         )
 
 
-class AuthFirstRoute(APIRoute):
+class AuthFirstRoute(StrictJsonRoute):
     """Checks the admin token before FastAPI reads and validates the body: a caller
     without the token learns nothing about what the body should hold (401, not 422).
     The route's ``Depends(ADMIN_TOKEN)`` only declares the bearer scheme in OpenAPI."""

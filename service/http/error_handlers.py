@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from service.errors import ServiceError
 from service.http import v2_wire
+from service.http.json_body import DUPLICATE_KEY
 
 # A 4 MB body of wrong values can hold a million errors; the answer names the first few.
 MAX_ERROR_DETAILS = 10
@@ -89,6 +90,8 @@ def _detail(err: dict, schema: type | None) -> dict:
     example = getattr(schema, "EXAMPLE", '{"text": "..."}')
     if kind == "json_invalid":
         error = err.get("ctx", {}).get("error", err["msg"])
+        if error.endswith(DUPLICATE_KEY):  # JSON's grammar allows it; we refuse it
+            return {"field": None, "message": f"body: {error}"}
         return {"field": None, "message": f"body is not valid JSON: {error}"}
     if kind == "missing" and loc in (("body",), ()):
         return {"field": "body", "message": f"the body is empty: send a JSON object like {example}"}

@@ -9,7 +9,8 @@ the same limits and the same pipeline as the route, the same response.
 Anything else goes to the FastAPI app unchanged, with the body already read replayed:
 another path or method, a Content-Type that is not JSON (or several), a chunked body, a
 client that leaves mid-body, every body that fails validation (so each 4xx answer is the
-route's own), and requests asking for sentences (not the hot path). Tests check that
+route's own, a key given twice included), a compressed body, and requests asking for
+sentences (not the hot path). Tests check that
 both give identical answers.
 """
 
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ServiceError
 from service.http.error_handlers import service_error_response
+from service.http.json_body import duplicate_key
 from service.http.schemas import PredictRequest, json_media_type
 from service.pipeline import predict_json, validated_texts
 
@@ -42,7 +44,7 @@ class PredictFastPath:
             texts = validated_texts(request, scope["app"].state.settings)
         except (ValidationError, ServiceError):
             return await self.app(scope, _replay(messages, receive), send)
-        if request.sentences:  # not the hot path: the route answers these
+        if request.sentences or duplicate_key(body):  # not the hot path: the route answers
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
@@ -58,8 +60,9 @@ class PredictFastPath:
 def _is_json_predict(scope: Scope) -> bool:
     """POST /predict with one JSON Content-Type and a body framed by Content-Length.
 
-    Anything else takes the route: chunked bodies (where the body-size limit counts and
-    answers 413), several Content-Type headers (the route reads the first).
+    Anything else takes the route: compressed bodies (the route inflates them), chunked
+    bodies (where the body-size limit counts and answers 413), several Content-Type
+    headers (the route reads the first).
     """
     if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
         return False
@@ -70,7 +73,7 @@ def _is_json_predict(scope: Scope) -> bool:
             content_types.append(value)
         elif name == b"content-length":
             length = value
-        elif name == b"transfer-encoding":
+        elif name in (b"transfer-encoding", b"content-encoding"):
             return False
     if length is None or not length.isdigit() or len(content_types) != 1:
         return False

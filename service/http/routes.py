@@ -16,6 +16,7 @@ from service.errors import (
 )
 from service.explain import by_sentence
 from service.http.admin_auth import ADMIN_TOKEN, AuthFirstRoute
+from service.http.json_body import StrictJsonRoute
 from service.http.schemas import (
     ActivateModelRequest,
     ErrorResponse,
@@ -34,7 +35,7 @@ from service.model.registry import ModelRegistry
 from service.model.runtime import ModelRuntime
 from service.settings import Settings
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)  # gzip bodies; a key given twice is a 422
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a thread
 # pool, a hop that costs more than the work here.
 
@@ -231,7 +232,8 @@ async def activate_model(
         registry.swap_failed(manager.name)
         if isinstance(exc, InvalidInput):
             raise
-        raise InvalidInput(f"bundle refused, the current model keeps serving: {exc}") from None
+        keeps = "the current model keeps serving" if manager.active else "nothing is served yet"
+        raise InvalidInput(f"bundle refused, {keeps}: {exc}") from None
     return ModelSummary(**runtime.bundle.summary())
 
 
@@ -249,11 +251,13 @@ router.add_api_route(
 
 def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:
     if (body.version is None) == (body.path is None):
-        raise InvalidInput("give exactly one of 'version' or 'path'")
+        raise InvalidInput("give exactly one of 'version' or 'path'", field="body")
     field, value = ("path", body.path) if body.path is not None else ("version", body.version)
     if "\x00" in value or pipeline.has_surrogate(value):
         raise InvalidInput(f"'{field}' holds a NUL or a lone surrogate: not a path", field=field)
     if body.path is not None:
+        if not Path(body.path).is_absolute():  # else it would depend on the server's cwd
+            raise InvalidInput("'path' must be an absolute bundle directory", field="path")
         return Path(body.path)
     root = versions_dir.resolve()
     try:

@@ -7,10 +7,11 @@ from fastapi.responses import Response
 
 from service import pipeline
 from service.explain.attribution import explain_json
+from service.http.json_body import StrictJsonRoute
 from service.http.routes import _PREDICT_ERRORS, JSON_ONLY, _error
 from service.http.schemas_explain import ExplainRequest, ExplainResponse
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 _EXPLAIN_ERRORS = {
     **_PREDICT_ERRORS,

@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from service import pipeline
 from service.errors import InvalidInput, NotFound, NotReady
 from service.http import v2_wire as wire
+from service.http.json_body import decoded
 from service.model.runtime import ModelRuntime
 
 router = APIRouter(prefix=wire.PREFIX, tags=["open inference protocol (v2)"])
 EXTENSIONS = ["binary_tensor_data", "classification"]
-INFER_ROUTE = f"{wire.PREFIX}/models/{{name}}/infer"
 
 
 class V2Error(BaseModel):
@@ -164,7 +164,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     runtime.acquire()  # one version's encoder and model for the whole request
     try:
         encoding = request.headers.get("content-encoding")
-        body = wire.decoded(body, encoding, state.settings.max_body_bytes)
+        body = decoded(body, encoding, state.settings.max_body_bytes)
         parsed, blob = wire.parse(body, request.headers.get(wire.HEADER_LENGTH))
         texts = _validated(parsed, blob, state.settings)
         outputs = wire.requested_outputs(parsed, len(runtime.bundle.labels))
@@ -172,7 +172,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         _, rows = await pipeline.score(runtime, texts, state.settings.request_timeout_s)
     finally:
         runtime.release()
-    state.metrics.count_texts(INFER_ROUTE, len(texts), runtime.bundle.name)
+    state.metrics.count_texts(request.scope["route"].path, len(texts), runtime.bundle.name)
     return _answer(runtime, parsed, outputs, np.asarray(rows, dtype=np.float64))
 
 

@@ -9,6 +9,7 @@ the service is still ready and correct.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from tests.support.reliability import (
 )
 
 JSON_CT = {"content-type": "application/json"}
+GZIP = {"content-encoding": "gzip"}
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 GET_PATHS = ("/health/live", "/health/ready", "/model", "/metrics", "/", "/docs")
 POST_PATHS = ("/predict", "/tokenize", "/explain", "/admin/model")
@@ -107,6 +109,15 @@ def body_defects(path: str) -> list[Bad]:
         bad("60 unknown fields", j({f"k{i}": i for i in range(60)}), 422, inv, ("60 fields", "allowed")),
         bad("body over the limit", j({f: "a" * (LIVE_MAX_BODY + 10)}), 413, "payload_too_large",
             (str(LIVE_MAX_BODY), "SENTIMENT_MAX_BODY_BYTES")),
+        bad("a key twice", ok[:-1] + b', "' + f.encode() + b'": "b"}', 422, inv,
+            (f"key '{f}' appears twice",)),
+        bad("brotli body", ok, 415, mt, ("Content-Encoding 'br'",), {**JSON_CT, "content-encoding": "br"}),
+        bad("gzip header on plain JSON", ok, 422, inv, ("not valid gzip",), {**JSON_CT, **GZIP}),
+        bad("gzip cut short", gzip.compress(ok)[:-4], 422, inv, ("ends too soon",), {**JSON_CT, **GZIP}),
+        bad("gzip then garbage", gzip.compress(ok) + b"GARBAGE", 422, inv, ("not valid gzip",),
+            {**JSON_CT, **GZIP}),
+        bad("gzip bomb", gzip.compress(b" " * (LIVE_MAX_BODY * 4)), 413, "payload_too_large",
+            ("SENTIMENT_MAX_BODY_BYTES",), {**JSON_CT, **GZIP}),
     ]  # fmt: skip
 
 
@@ -136,6 +147,9 @@ def text_defects(path: str) -> list[Bad]:
         bad("empty text", {"text": ""}, ("empty or only whitespace",), "text"),
         bad("whitespace text", {"text": " \t\n\r "}, ("empty or only whitespace",), "text"),
         bad("unicode whitespace text", {"text": "\u3000\u00a0\u2009"}, ("empty or only whitespace",), "text"),
+        bad("zero-width text", {"text": "\u200b"}, ("only whitespace and invisible",), "text"),
+        bad("BOM and word joiner in texts", {"texts": ["ok", "\ufeff \u2060"]},
+            ("texts[1]", "invisible"), "texts[1]"),
         bad("empty in texts", {"texts": ["ok", ""]}, ("texts[1]", "empty"), "texts[1]"),
         bad("NUL", {"text": "good\x00film"}, ("control characters",), "text"),
         bad("ESC", {"text": "good\x1b[31mfilm"}, ("control characters",), "text"),
@@ -185,6 +199,7 @@ def explain_defects() -> list[Bad]:
         bad("over-long text", {"text": over}, (f"{LIVE_MAX_CHARS + 1} characters",), "text"),
         bad("empty text", {"text": ""}, ("empty or only whitespace",), "text"),
         bad("whitespace text", {"text": "\u3000 \n"}, ("empty or only whitespace",), "text"),
+        bad("zero-width text", {"text": " \u200b"}, ("invisible",), "text"),
         bad("NUL", {"text": "good\x00film"}, ("control characters",), "text"),
         bad("lone surrogate", {"text": "good \ud800 film"}, ("surrogate",), "text"),
         bad("over the token limit", {"text": "ok " * (LIVE_EXPLAIN_TOKENS + 1)},
@@ -197,10 +212,17 @@ def explain_defects() -> list[Bad]:
 
 
 def admin_defects() -> list[Bad]:
-    def bad(id_, value, says=(), status=422, code="invalid_input", headers=None) -> Bad:
+    def bad(id_, value, says=(), status=422, code="invalid_input", headers=None, names=None):
         headers = {**JSON_CT, **(AUTH if headers is None else headers)}
         return Bad(
-            f"/admin/model {id_}", j(value), status, code, says, headers, path="/admin/model"
+            f"/admin/model {id_}",
+            j(value),
+            status,
+            code,
+            says,
+            headers,
+            path="/admin/model",
+            names=names,
         )
 
     return [
@@ -209,7 +231,9 @@ def admin_defects() -> list[Bad]:
             {"authorization": "Bearer nope"}),
         bad("basic auth", {"version": "x"}, ("bearer token",), 401, "unauthorized",
             {"authorization": f"Basic {ADMIN_TOKEN}"}),
-        bad("neither", {}, ("exactly one of",)),
+        bad("neither", {}, ("exactly one of",), names="body"),
+        bad("model only", {"model": "sentiment-lstm"}, ("exactly one of",), names="body"),
+        bad("relative path", {"path": "models/sentiment-lstm/n2"}, ("absolute",), names="path"),
         bad("both", {"version": "x", "path": "/x"}, ("exactly one of",)),
         bad("null version", {"version": None}, ("exactly one of",)),
         bad("number as path", {"path": 5}, ("path", "string")),

@@ -115,6 +115,17 @@ def test_the_promote_command_lists_and_promotes(bundle_dir, tmp_path, capsys):
     assert (tmp_path / "sentiment-lstm" / "PROMOTED").read_text() == "v2\n"  # unchanged
 
 
+def test_the_promote_command_lists_the_projects_models_from_any_directory(
+    tmp_path, capsys, monkeypatch
+):
+    """Its default root is the one sentiment-serve reads, not ./models of the shell."""
+    from sentiment_core.promote import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sentiment-lstm"]) == 0
+    assert "* n2" in capsys.readouterr().out.splitlines()
+
+
 def test_the_committed_models_are_promoted():
     from sentiment_core.bundle import promoted_bundle, promoted_models
 

@@ -130,6 +130,28 @@ def test_an_unusable_setting_stops_at_once_with_one_line(monkeypatch, capsys, ke
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_default_model_that_is_not_served_stops_at_once(monkeypatch, capsys):
+    """A typo here once sent every request that names no model to another model, silently."""
+    monkeypatch.setenv("SENTIMENT_DEFAULT_MODEL", "sentiment-lsmt")
+    with pytest.raises(SystemExit) as exit_info:
+        service.cli.checked_settings({})
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "SENTIMENT_DEFAULT_MODEL 'sentiment-lsmt' is not served" in err, err
+    assert "sentiment-general, sentiment-lstm" in err and len(err.splitlines()) == 1
+
+
+def test_without_its_default_the_first_model_listed_is_the_default(monkeypatch):
+    """The built-in default (not set by hand) falls back to the first of SENTIMENT_MODELS,
+    in the order given, not in alphabetical order."""
+    monkeypatch.setenv("SENTIMENT_MODELS", "sentiment-lstm")
+    settings = service.cli.checked_settings({})
+    assert settings.default_of(settings.served_models()) == "sentiment-lstm"
+    names = ["sentiment-lstm", "zz-other"]
+    assert settings.default_of(names) == "sentiment-lstm"
+    assert settings.default_of(["zz-other", "sentiment-lstm"]) == "zz-other"
+
+
 def test_lists_and_words_read_as_people_write_them(monkeypatch):
     monkeypatch.setenv("SENTIMENT_CORS_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("SENTIMENT_LOG_LEVEL", "DEBUG")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import build_parser, parse_args
+from training.cli import build_parser, models_folder, parse_args
 from training.config import CELLS, POOLINGS, Config
 from training.config_file import ConfigError, default_plan, load_plan
 from training.data import default_data_path
@@ -109,6 +109,10 @@ def test_the_general_config_is_the_committed_general_models_recipe():
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE.replace("shop.csv", "gone.csv"), "gone.csv not found"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "colour = 1\n", "unknown key 'colour'"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "weight = 0\n", "weight must be a number above 0"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "weight = nan\n", "weight must be a number above 0"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "weight = inf\n", "weight must be a finite number"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "sample = inf\n", "sample must be a finite number"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "sample = nan\n", "sample must be a number above 0"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "val_fraction = 1\n", "val_fraction"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'class_weight = "balanced-per-source"\n', "class_weight must be one of none, balanced"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'encoding = "klingon"\n', "unknown encoding"),
@@ -252,12 +256,37 @@ def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
         (["--dropout", "1"], "--dropout must be at least 0 and below 1"),
         (["--learning-rate", "0"], "--learning-rate must be above 0"),
         (["--lr-decay", "1.5"], "--lr-decay must be in"),
+        # NaN passes every range check by comparison: a NaN loss and a broken bundle, exit 0
+        (["--learning-rate", "nan"], "--learning-rate must be a finite number (found nan)"),
+        (["--dropout", "nan"], "--dropout must be a finite number"),
+        (["--adversarial", "inf"], "--adversarial must be a finite number (found inf)"),
+        # folder names: once refused only when the bundle was written, after the whole job
+        (["--version", "bad version"], "--version 'bad version' must be 1-128 letters"),
+        (["--version", "a/b"], "--version 'a/b' must be"),
+        (["--name", "../../x"], "--name '../../x' must be"),
+        (["--name", ""], "--name must not be empty"),
     ],
 )
 def test_values_out_of_range_are_refused_before_any_data_loads(tmp_path, capsys, flags, message):
     assert main([*flags, "--models-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_relative_paths_start_from_where_they_are_written(tmp_path, monkeypatch):
+    """A flag's relative path starts from the working directory, a config file's from the
+    file's folder; the defaults stay under the project root (where sentiment-serve reads)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_args(["--models-dir", "mine", "--pretrain-cache", "cache"])
+    assert models_folder(cfg) == tmp_path / "mine" / "sentiment-lstm"
+    assert cfg.pretrain_cache == str(tmp_path / "cache")
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "job.toml"
+    config.write_text('labels = ["negative", "positive"]\n[train]\nmodels_dir = "out"\n')
+    assert models_folder(parse_args(["--config", str(config)])).parent == tmp_path / "conf" / "out"
+    defaults = parse_args([])
+    assert models_folder(defaults) == ROOT / "models" / "sentiment-lstm"
+    assert defaults.pretrain_cache == ".cache/pretrain"  # resolved under the project root
 
 
 def test_a_smoke_run_is_promoted_only_with_force(tmp_path, capsys):

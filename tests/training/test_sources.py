@@ -134,6 +134,15 @@ def test_jsonl_keys_bad_lines_and_missing_key(tmp_path):
         read(spec("j", "jsonl", train=(path,)))
 
 
+def test_jsonl_keys_are_checked_in_every_file_not_only_the_first(tmp_path):
+    """A test file with other keys than the train file once read as 30 'empty text' rows."""
+    good = write(tmp_path / "train.jsonl", json.dumps({"review": "Fine", "y": "positive"}) + "\n")
+    other = write(tmp_path / "test.jsonl", json.dumps({"body": "Fine", "y": "positive"}) + "\n")
+    source = spec("j", "jsonl", train=(good,), test=(other,), text="review", label="y")
+    with pytest.raises(SourceError, match=r"test.jsonl.*no key 'review' \(its keys: body, y\)"):
+        read(source)
+
+
 # -- SST, CR, MPQA ---------------------------------------------------------------------------
 
 

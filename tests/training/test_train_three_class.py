@@ -232,6 +232,11 @@ def test_the_readme_recipe_without_a_test_split_trains_with_validation_figures(t
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "No test split in this run's config" in card
     assert "| csv | 24 |" in card  # its validation rows: 10% of 240, by text
+    # the baseline beside it, as beside test figures (once missing from such a card)
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    base = metrics["sources"]["csv"]["baseline_validation"]
+    row = next(line for line in card.splitlines() if line.startswith("| csv | 24 |"))
+    assert "baseline avg recall |" in card and row.endswith(f" {base['average_recall']:.4f} |")
     assert "![validation confusion matrices](confusion.png)" in card
     assert "int8 variant: validation accuracy" in card and ", test " not in card
     assert (bundle / "confusion.png").stat().st_size > 0

@@ -46,8 +46,8 @@ def read_delimited(spec: SourceSpec, report: SourceReport, delimiter: str) -> It
 def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
     """One JSON object per line; the columns are its keys."""
     text_key, label_key, group_key = _keys(spec)
-    first = True
     for split, path in spec.files():
+        first = True  # per file, as a CSV's header is: each file may be laid out its own way
         with require_file(path, spec.name).open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 if not raw.strip():

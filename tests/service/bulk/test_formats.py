@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import math
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -270,9 +271,10 @@ def test_bad_parquet_rows(tmp_path):
         (b"text\nx\n", ["--id-column", "key"], "no column 'key'"),
         (b"", [], "is empty"),
         (b"text\nx\n", ["--model", "no-such-model"], "no model to score with"),
+        (b"text\nx\n", ["--model", "/no/such/bundle"], "no manifest.json there"),
         (b"text\nx\n", ["--batch-size", "0"], "--batch-size must be at least 1"),
     ],
-    ids=["no text column", "no id column", "empty file", "unknown model", "batch size 0"],
+    ids=["no text column", "no id column", "empty file", "unknown model", "a path", "batch size 0"],
 )
 def test_usage_errors(tmp_path, content, argv, says):
     src = tmp_path / "in.csv"
@@ -280,6 +282,15 @@ def test_usage_errors(tmp_path, content, argv, says):
     with pytest.raises(UsageError, match=says):
         score(tmp_path, str(src), "-o", str(tmp_path / "out.csv"), *argv)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_damaged_bundle_is_a_usage_error_not_a_traceback(tmp_path, bundle_dir):
+    damaged = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, damaged)
+    (damaged / "tokenizer.json").unlink()
+    src = write_csv(tmp_path / "in.csv", ["text"], [["a fine film"]])
+    with pytest.raises(UsageError, match=r"the bundle .*bundle cannot be used: .*tokenizer.json"):
+        score(tmp_path, str(src), "-o", str(tmp_path / "out.csv"), "--model", str(damaged))
 
 
 def test_unknown_extensions_and_missing_files(tmp_path):

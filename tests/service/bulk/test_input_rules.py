@@ -81,7 +81,8 @@ def test_a_blank_line_in_a_wider_csv_is_a_row_of_empty_fields(tmp_path):
     out = tmp_path / "out.csv"
     assert score(tmp_path, str(src), "-o", str(out), "--max-errors", "1") == 0
     records = read_csv(out)
-    assert [(r["id"], r["error"]) for r in records] == [("a", ""), ("", EMPTY), ("b", "")]
+    # its id is the first thing missing (a blank line of a one-column CSV: its text)
+    assert [(r["id"], r["error"]) for r in records] == [("a", ""), ("", NO_ID), ("b", "")]
 
 
 def test_ray_reads_blank_csv_lines_as_the_in_process_reader_does():
@@ -138,10 +139,11 @@ def test_id_column_given_and_the_first_record_lacks_it(tmp_path):
 
 def test_csv_and_parquet_rows_without_the_id_are_bad_rows(tmp_path):
     src = tmp_path / "in.csv"
-    src.write_bytes(b"text,id\nhello there,7\nno id field\n")
+    src.write_bytes(b"text,id\nhello there,7\nno id field\nan empty id,\n")
     out = tmp_path / "out.csv"
-    assert score(tmp_path, str(src), "-o", str(out), "--max-errors", "1") == 0
-    assert [(r["id"], r["error"]) for r in read_csv(out)] == [("7", ""), ("", NO_ID)]
+    assert score(tmp_path, str(src), "-o", str(out), "--max-errors", "2") == 0
+    # an empty cell is no id: in the output it could not be told from a missing one
+    assert [(r["id"], r["error"]) for r in read_csv(out)] == [("7", ""), ("", NO_ID), ("", NO_ID)]
     table = tmp_path / "in.parquet"
     pq.write_table(pa.table({"id": pa.array([1, None], pa.int64()), "text": ["a", "b"]}), table)
     assert score(tmp_path, str(table), "-o", str(out), "--max-errors", "1") == 0
@@ -163,6 +165,9 @@ def test_ray_actors_judge_missing_ids_as_in_process(tmp_path):
     actor.layout = Layout("parquet", "text", "id")
     batch = actor._rows(pa.table({"text": ["x", "y"], "id": pa.array([1, None], pa.int64())}))
     assert (batch.keys, batch.errors) == ([1, None], [None, NO_ID])
+    actor.layout = Layout("csv", "text", "id")  # Ray reads CSV cells as bytes
+    batch = actor._rows(pa.table({"text": [b"x", b"y"], "id": [b"a", b""]}))
+    assert batch.errors == [None, NO_ID]
 
 
 # -- ids that are not UTF-8 ------------------------------------------------------------------------

@@ -91,6 +91,20 @@ def test_stdin_to_stdout_csv(local_scores):
     assert "\r" not in summary  # no progress bar: stderr is not a terminal
 
 
+def test_a_reader_that_leaves_early_stops_it_quietly(tmp_path):
+    """``sentiment-score big.csv | head -2``: exit 141 (SIGPIPE's), no BrokenPipeError."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(csv_bytes(TEXTS * 4000))
+    shell = f'{" ".join(command(str(src), "-q"))} | head -2; echo "status ${{PIPESTATUS[0]}}"'
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, cwd=PROJECT_ROOT, env=environment(),
+        timeout=120, check=False,
+    )  # fmt: skip
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].startswith("row,label") and lines[-1] == "status 141", lines
+    assert "Traceback" not in done.stderr.decode() and "BrokenPipe" not in done.stderr.decode()
+
+
 def test_stdin_jsonl_to_stdout_parquet():
     lines = "".join(json.dumps({"id": f"k{k}", "text": t}) + "\n" for k, t in enumerate(TEXTS))
     done = run("-", "--input-format", "jsonl", "--output-format", "parquet", stdin=lines.encode())

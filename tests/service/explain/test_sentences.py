@@ -32,6 +32,12 @@ def sentences(text: str) -> list[str]:
             ["They came at 7 p.m. with Mr. and Mrs. Jones, e.g. the score.", "It was fine."],
         ),
         ("no punctuation at all in this one", ["no punctuation at all in this one"]),
+        # a title before a common word: sentencex alone splits after "Dr." and "Mr."
+        ("I met Dr. Who yesterday. Great.", ["I met Dr. Who yesterday.", "Great."]),
+        ("Great. Mr. Who was awful!", ["Great.", "Mr. Who was awful!"]),
+        ("Great! MR. Who was awful", ["Great!", "MR. Who was awful"]),
+        ("Ask Mr.\nWho cares.", ["Ask Mr.", "Who cares."]),  # a line break still ends one
+        ("Welcome to St. Louis. Nice.", ["Welcome to St. Louis.", "Nice."]),
         ("Wow!!! Amazing?! Yes.", ["Wow!!!", "Amazing?!", "Yes."]),
         ("  Bad!  Bad!\n\nBad!  ", ["Bad!", "Bad!", "Bad!"]),
         # IMDB's line breaks end a sentence, punctuation or not, and are never part of one

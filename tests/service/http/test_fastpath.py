@@ -9,7 +9,9 @@ Content-Type, other methods).
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 
 import pytest
 
@@ -38,6 +40,9 @@ CASES = [
     ("wrong type", JSON, '{"text": 5}'),
     ("unknown key", JSON, '{"text": "a", "extra": 1}'),
     ("not json", JSON, "{text: a}"),
+    ("a key twice", JSON, '{"texts": ["a"], "texts": ["b", "c"]}'),
+    ("a key twice, once escaped", JSON, '{"text": "a", "te\\u0078t": "b"}'),
+    ("brotli encoding", {**JSON, "content-encoding": "br"}, '{"text": "a"}'),
     ("lone surrogate", JSON, '{"text": "a\\ud800b"}'),
     ("control character", JSON, '{"text": "a\\u0000b"}'),
     ("NaN", JSON, '{"text": NaN}'),
@@ -82,6 +87,20 @@ async def test_fast_path_answers_exactly_like_the_route(both_apps, name, headers
     want = await routed.post("/predict", content=content.encode(), headers=headers)
     assert comparable(got) == comparable(want)
     assert got.headers["x-request-id"]  # the request context still applies
+
+
+@pytest.mark.parametrize("path", ["/predict", "/tokenize", "/explain"])
+async def test_a_gzip_body_gets_the_plain_body_answer(both_apps, path):
+    """gzip or deflate on every JSON route, as on /v2 (the fast path hands them over)."""
+    _, fast, routed = both_apps
+    raw = json.dumps({"text": f"{POSITIVE_TEXT} {NEGATIVE_TEXT}"}).encode()
+    want = comparable(await routed.post(path, content=raw, headers=JSON))
+    assert want[0] == 200
+    for client in (fast, routed):
+        for encoding, body in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw))):
+            headers = {**JSON, "content-encoding": encoding}
+            got = await client.post(path, content=body, headers=headers)
+            assert comparable(got) == want, (encoding, got.text)
 
 
 async def test_fast_path_serves_well_formed_requests(both_apps, monkeypatch):

@@ -247,6 +247,33 @@ async def test_no_content_type_and_compressed_bodies(client):
         assert response.json()["outputs"][1]["data"] == ["positive", "negative"]
 
 
+async def test_gzip_members_are_all_read(client):
+    """``gzip`` may write a body as several members (``cat a.gz b.gz``): one body."""
+    raw = json_request(TEXTS[:2])
+    body = gzip.compress(raw[:40]) + gzip.compress(raw[40:])
+    response = await client.post(INFER, content=body, headers={"content-encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][1]["data"] == ["positive", "negative"]
+
+
+async def test_empty_outputs_list_asks_for_both(client):
+    """``"outputs": []`` names no output: both, as when it is absent (Triton reads it so)."""
+    data = (await client.post(INFER, content=json_request(TEXTS[:1], outputs=[]))).json()
+    assert [o["name"] for o in data["outputs"]] == ["probabilities", "label"]
+
+
+async def test_versioned_infer_counts_texts_under_its_own_route(client, manifest):
+    version = manifest["version"]
+    path = f"/v2/models/{BINARY_MODEL}/versions/{version}/infer"
+    assert (await client.post(path, content=json_request(["a", "b", "c"]))).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    route = "/v2/models/{name}/versions/{version}/infer"
+    texts = [ln for ln in metrics.splitlines() if ln.startswith("sentiment_texts_total")]
+    assert any(f'route="{route}"' in ln and ln.endswith(" 3.0") for ln in texts), texts
+    requests = [ln for ln in metrics.splitlines() if ln.startswith("sentiment_requests_total")]
+    assert any(f'route="{route}"' in ln for ln in requests), requests
+
+
 async def test_head_works_on_v2_get_routes(client):
     for path in ("/v2", "/v2/health/live", "/v2/health/ready", f"/v2/models/{BINARY_MODEL}"):
         assert (await client.head(path)).status_code == 200, path
@@ -287,6 +314,18 @@ BAD_BODIES = [
     ("blank text", _tensor(data=[" \n"]), "element 0 is empty"),
     ("too long", _tensor(data=["a" * (MAX_CHARS + 1)]), "the limit is 300"),
     ("control char", _tensor(data=["a\x00b"]), "control characters"),
+    ("lone surrogate", _tensor(data=["fine \ud800"]), "element 0 contains a lone UTF-16 surrogate"),
+    (
+        "invisible text",
+        _tensor(data=["\u200b\ufeff"]),
+        "element 0 is only whitespace and invisible",
+    ),
+    ("a key twice", _tensor()[:-1] + b', "inputs": []}', "key 'inputs' appears twice"),
+    (
+        "a nested key twice",
+        _tensor(data=["a"])[:-3] + b', "data": ["b", "c"]}]}',
+        "key 'data' appears twice",
+    ),
     ("unknown output", json_request(["x"], outputs=[{"name": "score"}]), "unknown output 'score'"),
     ("output twice", json_request(["x"], outputs=[{"name": "label"}] * 2), "twice"),
     (
@@ -390,6 +429,13 @@ async def test_both_data_and_binary_is_400(client):
 async def test_compression_errors(client):
     says = await bad(client, b"not gzip", headers={"content-encoding": "gzip"})
     assert "not valid gzip" in says
+    raw = json_request(["fine"])
+    says = await bad(client, gzip.compress(raw)[:-4], headers={"content-encoding": "gzip"})
+    assert "ends too soon" in says  # the CRC and length trailer cut off
+    says = await bad(client, gzip.compress(raw) + b"GARBAGE", headers={"content-encoding": "gzip"})
+    assert "not valid gzip" in says
+    says = await bad(client, zlib.compress(raw) + b"x", headers={"content-encoding": "deflate"})
+    assert "1 bytes after its deflate data" in says
     says = await bad(client, b"x", 415, headers={"content-encoding": "br"})
     assert "'br'" in says
     bomb = gzip.compress(b" " * (MAX_BODY * 4))  # small on the wire, too big unpacked

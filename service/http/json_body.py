@@ -1,0 +1,111 @@
+"""How a JSON request body is read: its Content-Encoding, and keys that appear twice.
+
+Every JSON route (and /v2, which reads its body itself) takes bodies compressed with gzip
+or deflate, inflated to at most ``SENTIMENT_MAX_BODY_BYTES``; any other encoding is a 415.
+A key given twice in one object is refused (422, or 400 on /v2): Python's ``json`` and
+pydantic both keep the last value, so ``{"texts": [a], "texts": [b, c]}`` would score b
+and c and drop a without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+_WBITS = {"gzip": 31, "deflate": 15}  # zlib's wbits for each Content-Encoding
+DUPLICATE_KEY = "appears twice in one object (give each key once)"
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: the object, or a JSONDecodeError naming
+    the first key given twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        message = f"key {twice[:100]!r} {DUPLICATE_KEY}"
+        raise json.JSONDecodeError(message, "", 0)
+    return obj
+
+
+def duplicate_key(body: bytes | str) -> str | None:
+    """What is wrong with a body already parsed as valid JSON elsewhere, or None."""
+    try:
+        json.loads(body, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as exc:
+        return exc.msg
+    except (ValueError, RecursionError):
+        return None  # not ours to judge: the parser that accepted it answers as it did
+    return None
+
+
+def decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body without its Content-Encoding; never more than ``limit`` bytes, however well
+    it was compressed. Every gzip member is read (``gzip`` may concatenate them); data cut
+    short or followed by bytes that are not another member is refused."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in _WBITS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate or none)"
+        )
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=_WBITS[encoding])
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InvalidInput(f"body is not valid {encoding} data ({exc})") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"decompressed body exceeds {limit} bytes (SENTIMENT_MAX_BODY_BYTES)"
+            )
+        if not inflater.eof:
+            raise InvalidInput(f"body is not valid {encoding} data (it ends too soon)")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if encoding != "gzip":
+            raise InvalidInput(f"body has {len(rest)} bytes after its {encoding} data")
+
+
+class StrictJsonRequest(Request):
+    """A request whose JSON refuses keys given twice, and whose body is inflated first."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=unique_keys)
+        return self._json
+
+    async def inflate(self) -> None:
+        """Replace a compressed body by its content (an error is the route's answer)."""
+        encoding = self.headers.get("content-encoding")
+        if encoding is not None and (body := await self.body()):
+            self._body = decoded(body, encoding, self.app.state.settings.max_body_bytes)
+
+
+class StrictJsonRoute(APIRoute):
+    """FastAPI's route, reading bodies as ``StrictJsonRequest`` (FastAPI turns the
+    JSONDecodeError for a key given twice into its usual invalid-JSON 422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:  # GET routes: a body there is not read at all
+            return handler
+
+        async def strict(request: Request) -> Response:
+            request = StrictJsonRequest(request.scope, request.receive)
+            await request.inflate()
+            return await handler(request)
+
+        return strict
