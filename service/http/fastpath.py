@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ServiceError
 from service.http.error_handlers import service_error_response
-from service.http.json_body import duplicate_key
+from service.http.json_body import duplicate_key, may_repeat_a_key
 from service.http.schemas import PredictRequest, json_media_type
 from service.pipeline import predict_json, validated_texts
 
@@ -44,7 +44,7 @@ class PredictFastPath:
             texts = validated_texts(request, scope["app"].state.settings)
         except (ValidationError, ServiceError):
             return await self.app(scope, _replay(messages, receive), send)
-        if request.sentences or duplicate_key(body):  # not the hot path: the route answers
+        if request.sentences or _repeats_a_key(body):  # not the hot path: the route answers
             return await self.app(scope, _replay(messages, receive), send)
         scope["state"]["texts"] = len(texts)
         try:
@@ -55,6 +55,15 @@ class PredictFastPath:
         headers = [*_HEADERS, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+
+# A flat object (string, list and boolean values) that forbids other keys: a key given
+# twice can only be one of these.
+_KEYS = tuple(f'"{name}"'.encode() for name in PredictRequest.model_fields)
+
+
+def _repeats_a_key(body: bytes) -> bool:
+    return may_repeat_a_key(body, _KEYS) and duplicate_key(body) is not None
 
 
 def _is_json_predict(scope: Scope) -> bool:

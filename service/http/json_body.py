@@ -47,6 +47,13 @@ def duplicate_key(body: bytes | str) -> str | None:
     return None
 
 
+def may_repeat_a_key(body: bytes, quoted_keys: tuple[bytes, ...]) -> bool:
+    """False only when ``body``, valid JSON for a flat object with no keys but these (as
+    ``b'"text"'``), cannot give one twice: a key is written as its quoted name, or with
+    ``\\u`` escapes. ``bytes.count`` is far cheaper than ``duplicate_key``'s parse."""
+    return b"\\u" in body or max(map(body.count, quoted_keys)) > 1
+
+
 def decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """The body without its Content-Encoding; never more than ``limit`` bytes, however well
     it was compressed. Every gzip member is read (``gzip`` may concatenate them); data cut

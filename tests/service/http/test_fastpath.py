@@ -14,7 +14,10 @@ import json
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from service.http.json_body import duplicate_key, may_repeat_a_key
 from tests.support.servers import NEGATIVE_TEXT, POSITIVE_TEXT, make_settings, serve
 
 JSON_TYPE = "application/json"
@@ -215,3 +218,39 @@ async def test_client_leaving_mid_body_is_answered_like_the_route():
             results[fast_path] = (status, 'status="500"' in text)
     assert results[True] == results[False]
     assert results[True][1] is False  # never counted as a server error
+
+
+# -- the quick test before the duplicate-key parse ---------------------------------------------
+KEYS = ("text", "texts", "model", "sentences")
+
+
+def _escaped(name: str, how: list[bool]) -> str:
+    return "".join(f"\\u{ord(c):04x}" if e else c for c, e in zip(name, how, strict=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(KEYS), st.lists(st.booleans(), min_size=9, max_size=9), st.text()
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_the_quick_test_never_misses_a_key_given_twice(pairs, ascii_only):
+    """``may_repeat_a_key`` may say yes to a body without one (then the parse decides), but
+    never no to a body with one: keys written plainly or escaped, any text as values."""
+    members = [
+        f'"{_escaped(name, how)}": {json.dumps(value, ensure_ascii=ascii_only)}'
+        for name, how, value in pairs
+    ]
+    body = ("{" + ", ".join(members) + "}").encode()
+    quoted = tuple(f'"{k}"'.encode() for k in KEYS)
+    if duplicate_key(body) is not None:
+        assert may_repeat_a_key(body, quoted)
+    if len({name for name, _, _ in pairs}) == len(pairs) and not any(
+        any(how[: len(name)]) for name, how, _ in pairs
+    ):
+        assert duplicate_key(body) is None  # and plain distinct keys are never a false alarm
