@@ -41,17 +41,26 @@ async def explain_json(
 def token_limit(settings: Settings, runtime: ModelRuntime) -> int:
     """Most tokens explained: the setting, within what the model reads whole and what the
     queue can hold at once (the text and one variant per token)."""
+    return _limit_and_why(settings, runtime)[0]
+
+
+def _limit_and_why(settings: Settings, runtime: ModelRuntime) -> tuple[int, str]:
     max_length = runtime.bundle.manifest.input.max_length
-    return max(1, min(settings.explain_max_tokens, max_length, settings.queue_size - 1))
+    limit, why = min(
+        (settings.explain_max_tokens, "SENTIMENT_EXPLAIN_MAX_TOKENS"),
+        (max_length, "the model's max length"),
+        (settings.queue_size - 1, "SENTIMENT_QUEUE_SIZE - 1: the text and one variant per token"),
+    )
+    return max(1, limit), why
 
 
 async def _explain(runtime: ModelRuntime, settings: Settings, text: str) -> dict:
     reference = runtime.bundle.encoder.reference
     spans: TokenSpans = await run_in_threadpool(encode_with_offsets, reference, text)
-    if len(spans.ids) > (limit := token_limit(settings, runtime)):
+    limit, why = _limit_and_why(settings, runtime)
+    if len(spans.ids) > limit:
         raise InvalidInput(
-            f"text has {len(spans.ids)} tokens; /explain explains at most {limit} "
-            "(SENTIMENT_EXPLAIN_MAX_TOKENS, within the model's max length): "
+            f"text has {len(spans.ids)} tokens; /explain explains at most {limit} ({why}): "
             "shorten it, or explain it a few sentences at a time",
             field="text",
         )

@@ -38,13 +38,15 @@ def encode_with_offsets(reference: TextEncoder, text: str) -> TokenSpans:
 
 
 def _with_trailing_marks(text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans that also cover the combining marks right after them: accent stripping
-    drops a decomposed accent from the alignment ("e" + U+0301 would end before the
-    accent), and the token as sent is the accented letter."""
+    """Spans that also cover the marks right after them: accent stripping drops a
+    decomposed accent from the alignment ("e" + U+0301 would end before the accent), and
+    the token as sent is the accented letter. Every mark (Unicode M*), not only those with
+    a combining class: Devanagari and Thai vowel signs, U+FE0F and the keycap U+20E3 have
+    none, and "अच्छा" must not lose its final vowel sign."""
     spans = []
     for i, (start, end) in enumerate(offsets):
         limit = offsets[i + 1][0] if i + 1 < len(offsets) else len(text)
-        while end < limit and unicodedata.combining(text[end]):
+        while end < limit and unicodedata.category(text[end])[0] == "M":
             end += 1
         spans.append((start, end))
     return spans

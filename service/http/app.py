@@ -110,32 +110,50 @@ def _install_middleware(app: FastAPI, settings: Settings, keys: ApiKeys) -> None
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
+            # A page on another origin reads only what is exposed: a 503's Retry-After, and
+            # the id to quote when it reports a problem.
+            expose_headers=["Retry-After", "X-Request-ID"],
         )
-    if keys.enabled:
-        declare_api_keys(app)
+    refine_openapi(app, api_keys=keys.enabled)
 
 
-def declare_api_keys(app: FastAPI) -> None:
-    """The OpenAPI schema says which operations need an API key, so /docs can send one."""
+def refine_openapi(app: FastAPI, api_keys: bool) -> None:
+    """What FastAPI's generated document gets wrong here: /v2 answers bad input with 400
+    (never FastAPI's 422 for its path parameters), and with API keys on, the operations
+    that need one say so (so /docs can send it) and list its 401."""
     build = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = build()
-        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-        schemes["ApiKey"] = {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "an API key (SENTIMENT_API_KEYS / SENTIMENT_API_KEYS_FILE)",
-        }
         for path, operations in schema.get("paths", {}).items():
-            if not is_open(path):
-                for operation in operations.values():
-                    operation.setdefault("security", [{"ApiKey": []}])
+            for operation in operations.values():
+                if path.startswith("/v2"):
+                    operation.get("responses", {}).pop("422", None)
+                if api_keys and not is_open(path):
+                    _needs_a_key(path, operation)
+        if api_keys:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key (SENTIMENT_API_KEYS / SENTIMENT_API_KEYS_FILE)",
+            }
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _needs_a_key(path: str, operation: dict) -> None:
+    body = "V2Error" if path.startswith("/v2") else "ErrorResponse"
+    operation.setdefault("security", [{"ApiKey": []}])
+    operation.setdefault("responses", {}).setdefault(
+        "401",
+        {
+            "description": "No API key, or not one of SENTIMENT_API_KEYS(_FILE)",
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        },
+    )
 
 
 def package_version() -> str:

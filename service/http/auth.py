@@ -135,6 +135,7 @@ def is_open(path: str) -> bool:
 def _bearer(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            # UTF-8, as curl and the keys file write a non-ASCII key (ASGI gives raw bytes).
+            scheme, _, token = value.decode("utf-8", "replace").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else ""
     return ""

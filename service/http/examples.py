@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+# /predict on PredictRequest's first example.
+PREDICT_EXAMPLE = {
+    "model": {"name": "sentiment-general", "version": "g10"},
+    "predictions": [
+        {
+            "label": "positive",
+            "score": 0.9969,
+            "probabilities": {"negative": 0.001, "neutral": 0.0012, "positive": 0.9978},
+            "tokens": 16,
+            "truncated": False,
+            "unknown_tokens": 0,
+        }
+    ],
+}
+
 # /predict with "sentences": true, on PredictRequest's third example.
 SENTENCES_EXAMPLE = {
     "model": {"name": "sentiment-general", "version": "g10"},

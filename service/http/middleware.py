@@ -54,6 +54,10 @@ class RequestContextMiddleware:
             incoming if _REQUEST_ID_OK.match(incoming) else f"{random.getrandbits(128):032x}"
         )
         scope.setdefault("state", {})["request_id"] = request_id
+        if scope["path"].endswith("\n"):
+            # Route patterns end in "$", which also matches before a final newline: POST
+            # /predict%0A would be /predict. Written as sent, it matches no route (404).
+            scope["path"] = scope["path"][:-1] + "%0A"
         id_bytes = request_id.encode()
         started = time.perf_counter()
         status = 500

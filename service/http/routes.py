@@ -171,7 +171,7 @@ async def live() -> HealthResponse:
 @router.get(
     "/health/ready",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse}},
+    responses={503: {"model": HealthResponse, "headers": _error("", True)["headers"]}},
     tags=["health"],
 )
 async def ready(registry: RegistryDep, request: Request):
@@ -181,12 +181,16 @@ async def ready(registry: RegistryDep, request: Request):
     if request.app.state.lifecycle.stopping:
         body = HealthResponse(status="not_ready", reason="shutting down")
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
-    if registry.shutting_down or not registry.ready:
-        body = HealthResponse(status="not_ready", reason=registry.not_ready_reason())
+    serving = [m.active for m in registry.managers.values() if m.active is not None]
+    models = [model_ref(runtime) for runtime in serving] or None
+    default = registry.managers.get(registry.default_name) if registry.default_name else None
+    default_ref = model_ref(default.active) if default and default.active else None
+    if registry.shutting_down or not registry.ready:  # with the models that do serve
+        body = HealthResponse(
+            status="not_ready", reason=registry.not_ready_reason(), model=default_ref, models=models
+        )
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
-    models = [model_ref(m.current()) for m in registry.managers.values()]
-    default = model_ref(registry.current())
-    return HealthResponse(status="ok", model=default, models=models)
+    return HealthResponse(status="ok", model=default_ref, models=models)
 
 
 @router.get("/model", response_model=ModelSummary, responses=_UNAVAILABLE, tags=["model"])

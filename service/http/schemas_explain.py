@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from service.http.examples import EXPLAIN_EXAMPLE
-from service.http.schemas import ModelRef, Prediction, _refuse_many_keys
+from service.http.schemas import ModelRef, Prediction, TextStr, _refuse_many_keys
 
 _EXAMPLE_TEXT = "The food was excellent but the service was terrible."
 
@@ -24,7 +24,7 @@ class ExplainRequest(BaseModel):
         json_schema_extra={"examples": [{"text": _EXAMPLE_TEXT}]},
     )
 
-    text: StrictStr = Field(
+    text: TextStr = Field(
         description="one text; at most SENTIMENT_EXPLAIN_MAX_TOKENS tokens (default 512)"
     )
     model: StrictStr | None = Field(

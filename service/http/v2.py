@@ -18,8 +18,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from service import pipeline
-from service.errors import InvalidInput, NotFound, NotReady
+from service.errors import InvalidInput, NotFound, NotReady, ShuttingDown
 from service.http import v2_wire as wire
+from service.http.error_handlers import error_response
 from service.http.json_body import decoded
 from service.model.runtime import ModelRuntime
 
@@ -112,15 +113,24 @@ async def server_ready(request: Request) -> dict:
     """200 once every served model is loaded and self-checked."""
     registry = request.app.state.models
     if registry.shutting_down or not registry.ready:
-        raise NotReady(f"not ready: {registry.not_ready_reason()}")
+        return _probe_answer(request, NotReady(f"not ready: {registry.not_ready_reason()}"))
     return {"ready": True}
+
+
+def _probe_answer(request: Request, exc: NotReady | ShuttingDown) -> Response:
+    """A readiness probe's 503 is an answer, not refused work: not counted in
+    sentiment_rejected_total (as /health/ready's is not)."""
+    return error_response(request, 503, exc.code, exc.message, headers=exc.headers)
 
 
 @router.get("/models/{name}", responses={**_ANY, **_MODEL_ERRORS})
 @router.get("/models/{name}/versions/{version}", responses={**_ANY, **_MODEL_ERRORS})
-async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
+async def model_metadata(request: Request, name: str, version: str | None = None):
     """The model's input and outputs (and its labels, in the probabilities' order)."""
-    runtime = _runtime(request, name, version)
+    try:
+        runtime = _runtime(request, name, version)
+    except (NotReady, ShuttingDown) as exc:
+        return _probe_answer(request, exc)
     bundle = runtime.bundle
     settings = request.app.state.settings
     return {
@@ -142,8 +152,11 @@ async def model_metadata(request: Request, name: str, version: str | None = None
 
 @router.get("/models/{name}/ready", responses={**_ANY, **_MODEL_ERRORS})
 @router.get("/models/{name}/versions/{version}/ready", responses={**_ANY, **_MODEL_ERRORS})
-async def model_ready(request: Request, name: str, version: str | None = None) -> dict:
-    _runtime(request, name, version)
+async def model_ready(request: Request, name: str, version: str | None = None):
+    try:
+        _runtime(request, name, version)
+    except (NotReady, ShuttingDown) as exc:
+        return _probe_answer(request, exc)
     return {"name": name, "ready": True}
 
 

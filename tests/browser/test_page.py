@@ -253,6 +253,30 @@ def test_the_model_picker_lists_the_served_models_and_uses_the_chosen_one(
     assert console_errors(browser) == []
 
 
+def test_a_default_model_that_is_not_ready_is_not_preselected(browser, tmp_path, bundle_dir):
+    """The default's option is disabled ("not ready"); the first ready model is chosen, so
+    the first Analyse is answered instead of earning a 503."""
+    root = tmp_path / "models"
+    copy_as(bundle_dir, root, "sentiment-lstm")
+    write_softmax_bundle(root / "three" / "v1", "three", "v1")
+    promote_by_hand(root, "three", "v1")
+    (root / "three" / "v1" / "model.onnx").write_bytes(b"tampered")
+    env = {"SENTIMENT_MODELS_ROOT": str(root), "SENTIMENT_DEFAULT_MODEL": "three"}
+    server = Server(tmp_path, **env)
+    try:
+        server.start(wait_ready=False)
+        browser.get(f"{server.base}/")
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2
+        )
+        picker = Select(browser.find_element(By.ID, "model"))
+        assert picker.first_selected_option.get_attribute("value") == "sentiment-lstm"
+        three = browser.find_element(By.CSS_SELECTOR, "#model option[value='three']")
+        assert three.get_attribute("disabled") is not None and "not ready" in three.text
+    finally:
+        server.stop()
+
+
 def test_docs_render_offline(browser, live):
     browser.get(f"{live.base}/docs")
     WebDriverWait(browser, WAIT_S).until(

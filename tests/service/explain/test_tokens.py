@@ -21,6 +21,10 @@ from service.explain.tokens import encode_with_offsets
         ("😀 ﬁlm Ｇｒｅａｔ", [("😀", "[UNK]"), ("ﬁlm", "film"), ("Ｇｒｅａｔ", "great")]),
         ("naïve (e\u0301)", [("naïve", "naive"), ("(", "("), ("e\u0301", "e"), (")", ")")]),
         ("½", [("½", "1"), ("½", "⁄"), ("½", "2")]),  # one character, three tokens
+        # marks without a combining class: vowel signs, a variation selector, a keycap
+        ("फ़िल्म अच्छा है", [("फ़िल्म", "[UNK]"), ("अच्छा", "[UNK]"), ("है", "[UNK]")]),
+        ("ภาพยนตร์ดี", [("ภาพยนตร์ดี", "[UNK]")]),
+        ("1\ufe0f\u20e3 star", [("1\ufe0f\u20e3", "1"), ("star", "star")]),
     ],
 )
 def test_offsets_point_at_the_token_as_sent(bundle, text, expected):
@@ -32,7 +36,8 @@ def test_offsets_point_at_the_token_as_sent(bundle, text, expected):
 
 words = st.sampled_from(
     ["good", "Bad", "film", "Don’t", "café", "NAÏVE", "ﬁne", "½", "😀", "<br />", "e\u0301",
-     "!", "...", "Ｆｉｌｍ", "İ", "ß", "’", "zzxqv", " ", "\n", "—", "It's"]
+     "!", "...", "Ｆｉｌｍ", "İ", "ß", "’", "zzxqv", " ", "\n", "—", "It's", "अच्छा",
+     "1\ufe0f\u20e3", "ดี"]
 )  # fmt: skip
 
 

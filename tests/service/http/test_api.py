@@ -251,3 +251,17 @@ async def test_openapi_has_request_examples(client):
             assert response.status_code == 200, (example, response.text)
     for path in ("/predict", "/tokenize", "/health/live", "/health/ready", "/model", "/metrics"):
         assert path in spec["paths"]
+
+
+async def test_a_path_with_a_final_newline_matches_no_route(client):
+    """Route patterns end in "$", which matches before a final newline too: /predict%0A
+    was answered as /predict, /health/live%0a as /health/live."""
+    for method, path in (
+        ("POST", "/predict%0A"),
+        ("GET", "/health/live%0a"),
+        ("POST", "/explain%0A%0A"),
+    ):
+        response = await client.request(method, path, json={"text": "fine"})
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+    assert (await client.get("/health/live")).status_code == 200

@@ -57,6 +57,14 @@ async def test_a_key_is_needed_on_every_route_but_health_metrics_and_docs(caplog
         assert schema["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
         assert schema["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
         assert "security" not in schema["paths"]["/health/ready"]["get"]
+        # the 401 in each protected operation's list, in the shape its path answers with
+        unauthorized = schema["paths"]["/predict"]["post"]["responses"]["401"]
+        assert unauthorized["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorResponse"
+        )
+        v2 = schema["paths"]["/v2/models/{name}/infer"]["post"]["responses"]["401"]
+        assert v2["content"]["application/json"]["schema"]["$ref"].endswith("/V2Error")
+        assert "401" not in schema["paths"]["/health/ready"]["get"]["responses"]
     assert "access control on: 2 API keys" in caplog.text
     assert KEY not in caplog.text and OTHER not in caplog.text
 
@@ -72,6 +80,19 @@ async def test_the_key_is_checked_before_the_body_is_read(caplog):
     lines = [r for r in caplog.records if r.name == "service.access"]
     assert any(getattr(r, "key", None) == key_id(KEY) for r in lines)  # a key id, not the key
     assert KEY not in caplog.text
+
+
+async def test_a_non_ascii_key_sent_as_utf8_is_accepted():
+    """curl sends a key as the terminal typed it (UTF-8); the keys are UTF-8 too."""
+    key = "clé-0123456789€"
+    async with serve(make_settings(api_keys=[key])) as (_, client):
+        header = {"authorization": b"Bearer " + key.encode()}
+        ok = await client.post("/predict", json={"text": "fine"}, headers=header)
+        assert ok.status_code == 200, ok.text
+        latin = {"authorization": b"Bearer " + key.encode("latin-1", "replace")}
+        assert (
+            await client.post("/predict", json={"text": "fine"}, headers=latin)
+        ).status_code == 401
 
 
 def test_a_keys_file_rotates_without_a_restart(tmp_path, monkeypatch):

@@ -110,7 +110,7 @@ async def test_explain_over_the_token_limit_is_a_clear_422(client):
 async def test_explain_limit_is_bounded_by_the_queue(bundle):
     async with serve(make_settings(queue_size=300, max_texts_per_request=200)) as (_, client):
         body = await post(client, "/explain", {"text": "good " * 300}, status=422)
-    assert "at most 299" in body["error"]["message"]
+    assert "at most 299 (SENTIMENT_QUEUE_SIZE - 1" in body["error"]["message"]  # its own cause
 
 
 async def test_explain_text_without_tokens(client):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.http.examples import EXPLAIN_EXAMPLE, SENTENCES_EXAMPLE
-from service.http.schemas import PredictRequest
+from service.http.examples import EXPLAIN_EXAMPLE, PREDICT_EXAMPLE, SENTENCES_EXAMPLE
+from service.http.schemas import PredictRequest, PredictResponse
 from service.http.schemas_explain import ExplainRequest
 from tests.support.servers import make_settings, serve
 
@@ -39,6 +39,11 @@ def examples_of(schema) -> list[dict]:
 async def test_the_response_examples_are_the_default_models_answers():
     # Every promoted model under models/, as `make serve` loads them.
     async with serve(make_settings(models=[])) as (_, client):
+        response = await client.post("/predict", json=examples_of(PredictRequest)[0])
+        assert response.status_code == 200, response.text
+        assert_close(response.json(), PREDICT_EXAMPLE)
+        assert examples_of(PredictResponse) == [PREDICT_EXAMPLE, SENTENCES_EXAMPLE]
+
         sentences = examples_of(PredictRequest)[2]
         assert sentences["sentences"] is True
         response = await client.post("/predict", json=sentences)

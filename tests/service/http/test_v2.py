@@ -121,6 +121,20 @@ async def test_openapi_document_has_only_component_references(client):
     assert '"/v2/models/{name}/infer"' in document
 
 
+async def test_openapi_lists_the_statuses_v2_really_answers(client):
+    """400 for bad input, never FastAPI's 422 (its path parameters are any string)."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    v2 = {p: ops for p, ops in paths.items() if p.startswith("/v2")}
+    assert len(v2) == 9
+    for path, operations in v2.items():
+        for operation in operations.values():
+            assert "422" not in operation["responses"], path
+    assert "Retry-After" in paths["/health/ready"]["get"]["responses"]["503"]["headers"]
+    assert {"400", "404", "413", "503", "504"} <= set(
+        paths[INFER.replace(BINARY_MODEL, "{name}")]["post"]["responses"]
+    )
+
+
 async def test_server_and_model_metadata(client, manifest):
     server = (await client.get("/v2")).json()
     assert set(server) == {"name", "version", "extensions"}
@@ -484,11 +498,19 @@ async def test_overloaded_is_503_with_retry_after(predict_gate):
 async def test_not_ready_is_503(bundle_dir):
     async with serve(make_settings()) as (app, client):
         await app.state.models.shutdown()
-        for path in ("/v2/health/ready", f"/v2/models/{BINARY_MODEL}/ready"):
+        probes = (
+            "/v2/health/ready",
+            f"/v2/models/{BINARY_MODEL}/ready",
+            f"/v2/models/{BINARY_MODEL}",
+        )
+        for path in probes:
             response = await client.get(path)
             assert response.status_code == 503, path
             assert list(response.json()) == ["error"]
             assert response.headers["retry-after"]
+        # a probe's 503 is an answer, not refused work: as /health/ready's, not counted
+        assert "sentiment_rejected_total{" not in (await client.get("/metrics")).text
         response = await client.post(INFER, content=json_request(["late"]))
         assert response.status_code == 503 and "shutting down" in response.json()["error"]
+        assert "sentiment_rejected_total{" in (await client.get("/metrics")).text
         assert (await client.get("/v2/health/live")).json() == {"live": True}

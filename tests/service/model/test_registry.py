@@ -91,6 +91,9 @@ async def test_readiness_covers_every_model(models_root):
         assert response.status_code == 503
         assert "three: " in response.json()["reason"] and "model.onnx" in response.json()["reason"]
         assert response.headers["retry-after"] == "5"
+        # which models do serve, as when ready (the default here is sentiment-lstm)
+        assert [m["name"] for m in response.json()["models"]] == ["sentiment-lstm"]
+        assert response.json()["model"]["name"] == "sentiment-lstm"
         # the other model still answers
         ok = await client.post("/predict", json={"text": NEGATIVE_TEXT, "model": "sentiment-lstm"})
         assert ok.status_code == 200

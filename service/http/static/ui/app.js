@@ -58,6 +58,11 @@ async function api(path, body) {
           body: JSON.stringify(body),
         };
   let response;
+  if (/[^\x20-\x7e]/.test(apiKey())) {
+    // fetch cannot send other characters in a header: say so, not "cannot be reached".
+    $("key-row").hidden = false;
+    throw new ApiError("An API key here must be printable ASCII: re-enter it above.");
+  }
   try {
     response = await fetch(path, init);
   } catch (err) {
@@ -118,7 +123,11 @@ async function loadModels() {
     select.append(option);
     labelsOfModel[model.name] = model.labels || [];
   }
-  if (chosen) select.value = chosen;
+  // The default if it is ready, else the first model that is (a disabled option can be
+  // selected by script, and would only earn a 503).
+  const usable = [...select.options].filter((o) => !o.disabled).map((o) => o.value);
+  if (usable.length) select.value = usable.includes(chosen) ? chosen : usable[0];
+  else if (chosen) select.value = chosen;
   showModelInfo();
 }
 
