@@ -252,7 +252,9 @@ else
     compose restart api
     if [ $((SECONDS - t0)) -gt 20 ]; then
       echo "warning: compose restart api took $((SECONDS - t0)) s; the api's last shutdown:" >&2
-      compose logs api 2>&1 | grep -v systemd | tac | sed '/shutting down/q' | tac >&2
+      # (sed quits at the first match: the tac before it gets SIGPIPE, which pipefail would
+      # turn into the script's exit status; this is a diagnostic, never a failure)
+      { compose logs api 2>&1 | grep -v systemd | tac | sed '/shutting down/q' | tac >&2; } || true
     fi
     wait_ready
     [ "$(served_version "$TRAINED")" = "$1" ] \

@@ -107,6 +107,13 @@ def version_name(models_root: Path, name: str, version: str) -> str:
     return path.name
 
 
+def refuse_smoke_run(bundle: Path, manifest: Manifest, force: bool, how: str) -> None:
+    """A bundle trained with ``limit`` (a smoke run) is served only when asked by force."""
+    limit = manifest.hyperparameters.get("limit") or 0
+    if limit and not force:
+        raise BundleError(f"{bundle} was trained on a {limit}-text sample (a smoke run); {how}")
+
+
 def promote(models_root: Path, name: str, version: str, *, force: bool = False) -> Path:
     """Make ``version`` the served version of ``name`` (after checking it is a whole bundle).
 
@@ -121,12 +128,7 @@ def promote(models_root: Path, name: str, version: str, *, force: bool = False) 
     verify_files(bundle, manifest)
     if manifest.name != name:
         raise BundleError(f"{bundle}: its manifest names model {manifest.name!r}, not {name!r}")
-    limit = manifest.hyperparameters.get("limit") or 0
-    if limit and not force:
-        raise BundleError(
-            f"{bundle} was trained on a {limit}-text sample (a smoke run); "
-            "promote it anyway with --force"
-        )
+    refuse_smoke_run(bundle, manifest, force, "promote it anyway with --force")
     pointer = models_root / name / PROMOTED_FILE
     partial = pointer.with_suffix(".tmp")
     partial.write_text(version + "\n", encoding="utf-8")

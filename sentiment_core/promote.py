@@ -11,9 +11,13 @@ from sentiment_core.bundle import PROMOTED_FILE, bundle_versions, promote, promo
 from sentiment_core.manifest import BundleError
 
 # The service's own setting if set (containers), else the project's models/, as
-# sentiment-serve and sentiment-train use (not ./models: that depends on the directory).
+# sentiment-serve and sentiment-train use (not ./models: that depends on the directory);
+# ./models only for an installed package, which has no project folder.
 PROJECT_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_ROOT = Path(os.environ.get("SENTIMENT_MODELS_ROOT") or PROJECT_MODELS)
+DEFAULT_ROOT = Path(
+    os.environ.get("SENTIMENT_MODELS_ROOT")
+    or (PROJECT_MODELS if PROJECT_MODELS.is_dir() else "models")
+)
 
 
 def main(argv: list[str] | None = None) -> int:

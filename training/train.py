@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.promote:
         promote(bundle.parent.parent, cfg.name, bundle.name, force=cfg.force)
         print(f"promoted: {cfg.name} serves {bundle.name} from the next start")
+    else:  # say what serving it takes (a smoke run is easily taken for a model)
+        smoke = f" --force (a smoke run on {cfg.limit} texts)" if cfg.limit else ""
+        print(f"not served: sentiment-promote {cfg.name} {bundle.name}{smoke} serves it")
     return 0
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from sentiment_core.bundle import refuse_smoke_run
+from sentiment_core.manifest import read_manifest
 from service import pipeline
 from service.errors import (
     BundleError,
@@ -231,7 +233,9 @@ async def activate_model(
     given = Path(body.path) if body.path is not None and "\x00" not in body.path else None
     manager = registry.manager_to_activate(body.model, given)
     try:
-        runtime = await manager.activate(_bundle_path(body, settings.models_root / manager.name))
+        path = _bundle_path(body, settings.models_root / manager.name)
+        _refuse_a_smoke_run(path, body.force)
+        runtime = await manager.activate(path)
     except (BundleError, InvalidInput) as exc:
         registry.swap_failed(manager.name)
         if isinstance(exc, InvalidInput):
@@ -251,6 +255,15 @@ router.add_api_route(
     tags=["admin"],
     route_class_override=AuthFirstRoute,
 )
+
+
+def _refuse_a_smoke_run(path: Path, force: bool) -> None:
+    """As sentiment-promote does: a bundle trained with --limit only when forced."""
+    try:
+        manifest = read_manifest(path)
+    except OSError as exc:  # a name too long, a folder we may not read
+        raise BundleError(f"{str(path)[:200]}: {exc.strerror or exc}") from None
+    refuse_smoke_run(path, manifest, force, 'swap to it with "force": true')
 
 
 def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:

@@ -214,12 +214,13 @@ class ActivateModelRequest(BaseModel):
     EXAMPLE: ClassVar[str] = '{"version": "..."}'
     FIELDS_HELP: ClassVar[str] = (
         "expected 'version' (a version directory) or 'path' (a bundle directory), and "
-        "optionally 'model'"
+        "optionally 'model' and 'force'"
     )
     model_config = ConfigDict(extra="forbid")
     model: StrictStr | None = Field(None, description="which served model; default: the default")
     version: StrictStr | None = Field(None, description="a version directory of that model")
     path: StrictStr | None = Field(None, description="or an absolute bundle directory")
+    force: StrictBool = Field(False, description="also a smoke run (trained with --limit)")
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 
 import httpx
@@ -109,6 +110,8 @@ def valid_texts(body, fields=("text", "texts", "sentences")) -> list[str] | None
     for t in items:
         if not t.strip() or len(t) > LIVE_MAX_CHARS or not _CONTROL.isdisjoint(t):
             return None
+        if all(c.isspace() or unicodedata.category(c) == "Cf" for c in t):
+            return None  # only invisible characters (U+200B, U+00AD, ...): blank
         if any("\ud800" <= c <= "\udfff" for c in t):
             return None
     return items

@@ -216,7 +216,7 @@ def test_a_parity_failure_stops_the_job_with_no_bundle(tmp_path, monkeypatch, ca
     assert not list(models.glob("shop-sentiment/*"))  # no bundle, no .partial folder
 
 
-def test_the_readme_recipe_without_a_test_split_trains_with_validation_figures(tmp_path):
+def test_the_readme_recipe_without_a_test_split_trains_with_validation_figures(tmp_path, capsys):
     """README "Train on your own CSV", its config as written: no test split, int8 on."""
     from tests.training.test_config import ROOT
 
@@ -228,6 +228,7 @@ def test_the_readme_recipe_without_a_test_split_trains_with_validation_figures(t
     models = tmp_path / "models"
     args = ["--config", str(tmp_path / "mine.toml"), "--models-dir", str(models), *small]
     assert main([*args, "--version", "r1", "--vocab-size", "200", "--parity-texts", "100"]) == 0
+    assert "not served: sentiment-promote my-sentiment r1 serves it" in capsys.readouterr().out
     bundle = models / "my-sentiment" / "r1"
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "No test split in this run's config" in card

@@ -110,6 +110,27 @@ async def test_activate_by_version_under_the_models_root(bundle_dir, manifest, t
         assert (await client.get("/health/ready")).json()["model"]["version"] == "zz-next"
 
 
+async def test_a_smoke_run_is_swapped_in_only_with_force(bundle_dir, manifest, tmp_path):
+    """As sentiment-promote: a bundle trained with --limit is not served by accident."""
+    root = tmp_path / "models"
+
+    def smoke(m: dict) -> None:
+        m.update(version="smoke")
+        m["hyperparameters"]["limit"] = 2000
+
+    copy_bundle(bundle_dir, root / "sentiment-lstm" / "smoke", edit_manifest=smoke)
+    settings = make_settings(admin_token=TOKEN, models_root=root, model_dir=bundle_dir)
+    async with serve(settings) as (_, client):
+        refused = await client.post("/admin/model", json={"version": "smoke"}, headers=AUTH)
+        assert refused.status_code == 422
+        message = refused.json()["error"]["message"]
+        assert "2000-text sample (a smoke run)" in message and '"force": true' in message
+        assert (await client.get("/model")).json()["version"] == manifest["version"]
+        forced = {"version": "smoke", "force": True}
+        assert (await client.post("/admin/model", json=forced, headers=AUTH)).status_code == 200
+        assert (await client.get("/model")).json()["version"] == "smoke"
+
+
 @pytest.mark.parametrize(
     "body, says",
     [
@@ -118,7 +139,8 @@ async def test_activate_by_version_under_the_models_root(bundle_dir, manifest, t
         ({}, "exactly one of"),
         ({"version": "x", "path": "/tmp"}, "exactly one of"),
         ({"path": 5}, "string"),
-        ({"version": "x", "force": True}, "unknown field 'force'"),
+        ({"version": "x", "colour": True}, "unknown field 'colour'"),
+        ({"version": "x", "force": "yes"}, "force"),
     ],
 )
 async def test_activate_bad_requests_are_422(bundle_dir, manifest, body, says):
