@@ -42,13 +42,17 @@ router = APIRouter(route_class=StrictJsonRoute)  # gzip bodies; a key given twic
 # pool, a hop that costs more than the work here.
 
 
+# The OpenAPI header entry of every 503 (here, in /v2 and on /health/ready).
+RETRY_AFTER_HEADERS = {
+    "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+}
+
+
 def _error(description: str, retry_after: bool = False) -> dict:
     """An OpenAPI response entry for the one error body every failure uses."""
     entry: dict = {"model": ErrorResponse, "description": description}
     if retry_after:
-        entry["headers"] = {
-            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
-        }
+        entry["headers"] = RETRY_AFTER_HEADERS
     return entry
 
 
@@ -173,7 +177,7 @@ async def live() -> HealthResponse:
 @router.get(
     "/health/ready",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "headers": _error("", True)["headers"]}},
+    responses={503: {"model": HealthResponse, "headers": RETRY_AFTER_HEADERS}},
     tags=["health"],
 )
 async def ready(registry: RegistryDep, request: Request):

@@ -22,6 +22,7 @@ from service.errors import InvalidInput, NotFound, NotReady, ShuttingDown
 from service.http import v2_wire as wire
 from service.http.error_handlers import error_response
 from service.http.json_body import decoded
+from service.http.routes import RETRY_AFTER_HEADERS
 from service.model.runtime import ModelRuntime
 
 router = APIRouter(prefix=wire.PREFIX, tags=["open inference protocol (v2)"])
@@ -35,9 +36,7 @@ class V2Error(BaseModel):
 def _error(description: str, retry_after: bool = False) -> dict:
     entry: dict = {"model": V2Error, "description": description}
     if retry_after:
-        entry["headers"] = {
-            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
-        }
+        entry["headers"] = RETRY_AFTER_HEADERS
     return entry
 
 
