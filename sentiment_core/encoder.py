@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from sentiment_core.tokenizer import PAD_ID, TRUNCATION_POLICIES, UNK_ID, UNK_TOKEN, truncate
+from sentiment_core.tokenizer import (
+    PAD_ID,
+    TRUNCATION_POLICIES,
+    UNK_ID,
+    UNK_TOKEN,
+    read_tokenizer,
+    truncate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,7 @@ class TextEncoder:
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, truncation: str) -> TextEncoder:
-        return cls(Tokenizer.from_file(str(path)), max_length, truncation)
+        return cls(read_tokenizer(path), max_length, truncation)
 
     @property
     def vocab_size(self) -> int:

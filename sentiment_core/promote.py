@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.version is None:
             return _list(args.models_root, args.model)
         bundle = promote(args.models_root, args.model, args.version, force=args.force)
-    except BundleError as exc:
+    except (BundleError, OSError) as exc:  # OSError: a read-only models folder, say
         print(f"sentiment-promote: error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.model}: serving {bundle.name} from the next start ({bundle})")
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 def _list(models_root: Path, name: str) -> int:
     try:
         current = promoted_bundle(models_root, name).name
-    except BundleError:
-        current = None
+    except BundleError as exc:
+        if isinstance(exc.__cause__, OSError | UnicodeError):
+            raise  # PROMOTED unreadable: listing without its mark would mislead
+        current = None  # none promoted, or a version that is gone: the list helps
     versions = bundle_versions(models_root, name)
     if not versions:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -15,6 +16,9 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from sentiment_core.bundle import promoted_bundle
+from sentiment_core.manifest import BundleError
+from service.errors import settings_error
 from service.settings import Settings
 
 
@@ -72,7 +76,20 @@ def main(argv: list[str] | None = None) -> None:
     # behind an orchestrator).
     for key, value in flags.items():
         os.environ[f"SENTIMENT_{key.upper()}"] = str(value)
+    os.environ["SENTIMENT_PINNED_VERSIONS"] = json.dumps(promoted_versions(settings))
     uvicorn.run("service.http.app:create_app", factory=True, workers=settings.workers, **server)
+
+
+def promoted_versions(settings: Settings) -> dict[str, str]:
+    """Each served model's promoted version now, for the workers to serve whenever uvicorn
+    (re)starts them (a pointer that cannot be read is left for its worker to report)."""
+    if settings.model_dir is not None:
+        return {}
+    versions = {}
+    for name in settings.served_models():
+        with contextlib.suppress(BundleError):
+            versions[name] = promoted_bundle(settings.models_root, name).name
+    return versions
 
 
 def checked_settings(flags: dict[str, Any]) -> Settings:
@@ -81,7 +98,7 @@ def checked_settings(flags: dict[str, Any]) -> Settings:
     try:
         settings = Settings(**flags)
     except ValidationError as exc:
-        print(f"sentiment-serve: error: invalid settings: {_first_error(exc)}", file=sys.stderr)
+        print(f"sentiment-serve: error: invalid settings: {settings_error(exc)}", file=sys.stderr)
         sys.exit(2)
     except SettingsError as exc:  # an environment value its source could not parse
         print(f"sentiment-serve: error: invalid settings: {exc}", file=sys.stderr)
@@ -105,10 +122,12 @@ def _unusable_host(host: str) -> str | None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     from service.http.graceful import DRAIN_GRACE_S
+    from service.http.protocol import GuardedHttpToolsProtocol
 
     return {
         "host": settings.host,
         "port": settings.port,
+        "http": GuardedHttpToolsProtocol,  # limits on a request head's size and time
         "log_config": None,
         "access_log": False,
         # uvicorn cancels what is still running then (a 500 from uvicorn): first the
@@ -131,13 +150,6 @@ def run_server(app: Any, lame_duck_s: float, **options: Any) -> None:
         server.run()
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run: the app's startup failed, or the port was taken
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    return f"SENTIMENT_{field.upper()}: {message}" if field else message  # (it names them)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ Raised by every layer; ``http.error_handlers`` turns them into the one error bod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sentiment_core.manifest import BundleError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = ["BundleError"]  # (re-exported: the model layer raises it)
 
@@ -94,3 +99,11 @@ class Unauthorized(ServiceError):
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"
+
+
+def settings_error(exc: ValidationError) -> str:
+    """The first problem of invalid settings, naming its variable (``SENTIMENT_X: ...``)."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    return f"SENTIMENT_{field.upper()}: {message}" if field else message  # (it names them)

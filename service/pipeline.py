@@ -140,9 +140,9 @@ async def score_ids(
         raise _timed_out(timeout_s) from None
 
 
-def _timed_out(timeout_s: float) -> RequestTimeout:
+def _timed_out(timeout_s: float, done: str = "scored") -> RequestTimeout:
     return RequestTimeout(
-        f"not scored within {timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
+        f"not {done} within {timeout_s:g} s (SENTIMENT_REQUEST_TIMEOUT_S); "
         "the server is overloaded, retry later"
     )
 
@@ -199,5 +199,14 @@ def _categorical(
     ]
 
 
-async def tokenize(runtime: ModelRuntime, texts: list[str]) -> list[Encoded]:
-    return await runtime.bundle.encoder.encode_async(texts, with_tokens=True)
+async def tokenize(runtime: ModelRuntime, texts: list[str], timeout_s: float) -> list[Encoded]:
+    """Encode ``texts`` with their tokens under ``score``'s admission and timeout: the
+    encoding is CPU work, and an overloaded server answers 503 before doing it."""
+    admission = runtime.batcher.admit(len(texts))
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await runtime.bundle.encoder.encode_async(texts, with_tokens=True)
+    except TimeoutError:
+        raise _timed_out(timeout_s, "tokenized") from None
+    finally:
+        runtime.batcher.withdraw(admission)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sentiment_core.manifest import NAME_PATTERN
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "sentiment-general"
@@ -18,6 +21,16 @@ NO_MODELS_HINT = (
     "expected <models root>/<name>/<version>/manifest.json and <name>/PROMOTED naming the "
     "version to serve (sentiment-promote NAME VERSION), or set SENTIMENT_MODEL_DIR"
 )
+HOUR_S = 3600.0  # the most any timeout may be: beyond it, a typo (or inf) that never fires
+# What a browser sends as Origin (scheme://host[:port]); CORS compares it whole.
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[^\s/?#:@\[\]]+)(:\d{1,5})?$", re.I)
+
+
+def read_keys_file(path: Path) -> list[str]:
+    """The API keys in ``path``: one per line, blank and ``#`` lines skipped (``OSError``,
+    ``UnicodeDecodeError`` as they come)."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # (-sig: a BOM is no key)
+    return [key for key in (line.strip() for line in lines) if key and not key.startswith("#")]
 
 
 class Settings(BaseSettings):
@@ -36,7 +49,9 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=16, description="uvicorn worker processes (each loads the model: RAM × N)"
     )
-    drain_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: finish accepted work within")
+    drain_timeout_s: float = Field(
+        30.0, gt=0, le=HOUR_S, description="SIGTERM: finish accepted work within"
+    )
     lame_duck_s: float = Field(
         5.0,
         ge=0,
@@ -56,12 +71,17 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(None, description="serve this one bundle directory alone")
     model_name: str | None = Field(None, description="serve only this model (models=[name])")
     model_variant: Literal["float", "int8"] = "float"
+    # Set by sentiment-serve for its worker processes: PROMOTED read once, so that a worker
+    # restarted after a crash serves the version its siblings serve.
+    pinned_versions: dict[str, str] = Field({}, description="model -> version, set for workers")
 
     # batching and inference (defaults chosen with bench/, see docs/performance.md)
     max_batch_size: int = Field(128, ge=1, le=4096)
-    max_wait_ms: float = Field(2.0, ge=0, description="extra wait for company, only when busy")
+    max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="extra wait for company, only when busy"
+    )
     queue_size: int = Field(2048, ge=1, description="texts waiting; beyond it: 503")
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, le=HOUR_S)
     inference_workers: int = Field(2, ge=1, le=64)
     intra_op_threads: int = Field(1, ge=1, le=64)
 
@@ -95,6 +115,7 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         15.0,
         ge=0,
+        le=HOUR_S,
         description="most seconds between two parts of a request body (else 408); 0: no limit",
     )
 
@@ -121,12 +142,34 @@ class Settings(BaseSettings):
         [], description="origins allowed by CORS: a JSON list or comma-separated; empty: off"
     )
 
-    @field_validator("model_dir", mode="before")
+    @field_validator("model_dir", "models_root", "model_name", mode="before")
     @classmethod
-    def empty_means_default(cls, value: object) -> object:
+    def empty_means_default(cls, value: object, info: ValidationInfo) -> object:
         # SENTIMENT_MODEL_DIR= (set but empty, as compose files often pass it) is "unset",
         # not the current directory.
-        return None if isinstance(value, str) and not value.strip() else value
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].get_default()
+        return value
+
+    @field_validator("models", "model_name", "default_model")
+    @classmethod
+    def model_names(cls, value: list[str] | str | None) -> list[str] | str | None:
+        # A name is a folder under the models root: ".." or "a/b" would read outside it.
+        for name in value if isinstance(value, list) else [value]:
+            if name is not None and not re.fullmatch(NAME_PATTERN, name):
+                raise ValueError(
+                    f"{name[:100]!r} is not a model name (letters, digits, '.', '_', '-', "
+                    "starting with a letter or digit)"
+                )
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin[:100]!r} is not an origin (scheme://host[:port] or *)")
+        return value
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
@@ -156,10 +199,20 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys_file")
     @classmethod
-    def an_existing_file(cls, value: Path | None) -> Path | None:
-        # Missing at start is a typo or a missing mount: every request would get 401.
-        if value is not None and not value.is_file():
+    def a_file_of_keys(cls, value: Path | None) -> Path | None:
+        # Missing, unreadable or empty at start is a mistake: every request would get 401.
+        if value is None:
+            return value
+        if not value.is_file():
             raise ValueError(f"{value} is not a file")
+        try:
+            keys = read_keys_file(value)
+        except OSError as exc:
+            raise ValueError(f"{value} cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{value} is not UTF-8 text (byte {exc.start})") from None
+        if not keys:
+            raise ValueError(f"{value} holds no keys (one per line, # for comments)")
         return value
 
     @model_validator(mode="after")
@@ -185,11 +238,16 @@ class Settings(BaseSettings):
         if self.model_dir is not None:
             if not self.model_dir.exists():
                 return f"SENTIMENT_MODEL_DIR {self.model_dir} does not exist"
-            return None
+            return self._default_not_served(self._name_in_model_dir())
         if not self.models_root.is_dir():
             return f"SENTIMENT_MODELS_ROOT {self.models_root} is not a directory"
-        served = self.served_models()
-        missing = [n for n in served if not (self.models_root / n).is_dir()]
+        from sentiment_core.manifest import BundleError
+
+        try:  # an unreadable models root stops it too: nothing in it could ever be served
+            served = self.served_models()
+            missing = [n for n in served if not (self.models_root / n).is_dir()]
+        except (BundleError, OSError) as exc:
+            return f"SENTIMENT_MODELS_ROOT: {exc}"
         if missing:
             found = sorted(p.name for p in self.models_root.iterdir() if p.is_dir())
             return (
@@ -201,13 +259,23 @@ class Settings(BaseSettings):
     def _default_not_served(self, served: list[str]) -> str | None:
         """A default model set by hand that is not among those served: a typo, which would
         otherwise send every request that names no model to another model."""
-        chosen = "default_model" in self.model_fields_set and self.model_name is None
+        chosen = "default_model" in self.model_fields_set
         if chosen and served and self.default_model not in served:
             return (
                 f"SENTIMENT_DEFAULT_MODEL {self.default_model[:100]!r} is not served "
                 f"(served: {', '.join(served)})"
             )
         return None
+
+    def _name_in_model_dir(self) -> list[str]:
+        """The name SENTIMENT_MODEL_DIR serves under, if its manifest is readable (if not,
+        the bundle's own checks report it and the service is not ready)."""
+        from sentiment_core.manifest import BundleError, read_manifest
+
+        try:
+            return [read_manifest(self.model_dir).name]
+        except (BundleError, OSError):
+            return []
 
     def default_of(self, names: list[str]) -> str:
         return self.default_model if self.default_model in names else names[0]

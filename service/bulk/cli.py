@@ -4,8 +4,9 @@ Output rows come in input order: the id (or the row number), ``label``, one ``p_
 column per class, ``model`` and ``model_version``, and ``error`` for rows that could not
 be scored (missing or empty text, not UTF-8, over the text limit); those are counted and
 the run goes on. The exit status is 1 only when there are more of them than
-``--max-errors``, 2 for a usage or input problem, 130/143 when interrupted. The output
-file appears complete or not at all.
+``--max-errors``, 2 for a problem with the command line, the settings, the input as a whole
+or the output (a directory, a full disk), 130/143 when interrupted. The output file appears
+complete or not at all.
 
 In process by default (the service's encoder, length groups and onnxruntime settings, one
 inference thread per usable CPU); with ``--server URL``, through a running service; with
@@ -21,12 +22,22 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from service.bulk.formats import FORMATS, STDIO, UsageError, format_of
-from service.bulk.output import Terminated, atomic_output, raise_on_sigterm
+from service.bulk.output import (
+    Terminated,
+    atomic_output,
+    check_output,
+    is_streamed,
+    raise_on_sigterm,
+)
 from service.bulk.progress import Progress
 from service.bulk.readers import Columns, Source, read_chunks
 from service.bulk.rows import merged
 from service.bulk.writers import Writer, open_writer
+from service.errors import settings_error
 from service.settings import Settings
 
 PROG = "sentiment-score"
@@ -78,37 +89,39 @@ class Counts:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     raise_on_sigterm()
+    counts = Counts()
     try:
-        sys.exit(run(args))
+        sys.exit(run(args, counts))
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
+        print(f"{PROG}: {_stopped('interrupted', args.output, counts)}", file=sys.stderr)
         sys.exit(130)
     except Terminated:
-        print(f"{PROG}: terminated; no output written", file=sys.stderr)
+        print(f"{PROG}: {_stopped('terminated', args.output, counts)}", file=sys.stderr)
         sys.exit(143)
     except BrokenPipeError:  # stdout's reader left (`| head`): stop quietly, as `cat` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         sys.exit(141)  # 128 + SIGPIPE, what the shell reports for such a program
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, counts: Counts | None = None) -> int:
+    """The run; ``counts`` (rows written so far) is filled in as it goes."""
     started = time.monotonic()
+    counts = Counts() if counts is None else counts
     _check(args)
-    settings = Settings()
+    settings = _settings()
     in_fmt = format_of(args.input, args.input_format, "csv" if args.input == STDIO else None)
     # An output file's extension must name its format: out.xlsx is not quietly CSV.
     out_fmt = format_of(
         args.output, args.output_format, in_fmt if args.output == STDIO else None, "--output-format"
     )
+    check_output(args.output)  # before the model loads: not after every row is scored
     columns = Columns(args.text_column, args.id_column or "id", args.id_column is not None)
     batch = args.batch_size or (SERVER_BATCH if args.server else LOCAL_CHUNK)
-    if args.ray:
-        counts, progress = _on_ray(args, settings, in_fmt, out_fmt, columns, batch)
-    else:
-        counts, progress = _in_process(args, settings, in_fmt, out_fmt, columns, batch)
+    plan = (args, settings, in_fmt, out_fmt, columns, batch, counts)
+    progress = _on_ray(*plan) if args.ray else _in_process(*plan)
     if not args.quiet:
         progress.finish(_summary(counts, progress.elapsed, time.monotonic() - started, args))
     if counts.bad > args.max_errors:
@@ -121,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_process(args, settings, in_fmt, out_fmt, columns, batch) -> tuple[Counts, Progress]:
+def _in_process(args, settings, in_fmt, out_fmt, columns, batch, counts) -> Progress:
     chunk_rows = batch * args.concurrency if args.server else batch
     source = read_chunks(args.input, in_fmt, columns, chunk_rows, settings.max_text_chars)
     scorer = _scorer(args, settings, batch)
@@ -129,30 +142,30 @@ def _in_process(args, settings, in_fmt, out_fmt, columns, batch) -> tuple[Counts
     try:
         with atomic_output(args.output) as stream:
             writer = open_writer(out_fmt, stream, source.key, scorer.labels, source.key_type)
-            counts = _pump(source, scorer, writer, progress)
+            _pump(source, scorer, writer, progress, counts)
             writer.close()
     finally:
         scorer.close()
-    return counts, progress
+    return progress
 
 
-def _on_ray(args, settings, in_fmt, out_fmt, columns, batch) -> tuple[Counts, Progress]:
+def _on_ray(args, settings, in_fmt, out_fmt, columns, batch, counts) -> Progress:
     from service.bulk import ray_run
 
     job = ray_run.start(
         args.ray, args.input, in_fmt, columns, settings, args.model, batch, args.ray_actors
     )
     progress = Progress(sys.stderr, job.total, enabled=False if args.quiet else None)
-    counts = Counts()
     with atomic_output(args.output) as stream:
         writer = open_writer(out_fmt, stream, job.key, job.labels, job.key_type)
         for keys, scored in job.batches:
             writer.write(keys, scored)
+            writer.flush()  # whole batches out: an interrupted run says how many rows
             counts.rows += len(keys)
             counts.bad += sum(e is not None for e in scored.errors)
             progress.update(counts.rows, counts.rows)
         writer.close()
-    return counts, progress
+    return progress
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -166,6 +179,16 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--ray and --server are two ways to score: give one")
 
 
+def _settings() -> Settings:
+    """The SENTIMENT_* settings, or a UsageError naming the first one that is invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise UsageError(f"invalid settings: {settings_error(exc)}") from None
+    except SettingsError as exc:  # a value its source could not parse at all
+        raise UsageError(f"invalid settings: {exc}") from None
+
+
 def _scorer(args: argparse.Namespace, settings: Settings, batch: int):
     if args.server:
         from service.bulk.remote import RemoteScorer, api_key
@@ -176,17 +199,17 @@ def _scorer(args: argparse.Namespace, settings: Settings, batch: int):
     return LocalScorer(args.model, settings, args.workers)
 
 
-def _pump(source: Source, scorer, writer: Writer, progress: Progress) -> Counts:
+def _pump(source: Source, scorer, writer: Writer, progress: Progress, counts: Counts) -> None:
     """Read, score and write chunk by chunk, in order. The next chunk is read, encoded
     and queued before the current one is waited for, so the inference threads never wait
     for the reading; at most two chunks are held at a time."""
-    counts = Counts()
     pending: deque = deque()
 
     def write_oldest() -> None:
         chunk, job = pending.popleft()
         scored = merged(chunk, scorer.result(job), len(scorer.labels))
         writer.write(chunk.keys, scored)
+        writer.flush()  # whole chunks out: an interrupted run says how many rows
         counts.rows += len(chunk)
         counts.bad += sum(e is not None for e in scored.errors)
         progress.update(counts.rows, chunk.end)
@@ -197,7 +220,6 @@ def _pump(source: Source, scorer, writer: Writer, progress: Progress) -> Counts:
             write_oldest()
     while pending:
         write_oldest()
-    return counts
 
 
 def _summary(counts: Counts, scoring_s: float, total_s: float, args: argparse.Namespace) -> str:
@@ -209,5 +231,20 @@ def _summary(counts: Counts, scoring_s: float, total_s: float, args: argparse.Na
     )
 
 
+def _stopped(how: str, output: str, counts: Counts) -> str:
+    """What a stopped run left: no file, or (streamed) the rows written so far."""
+    if not is_streamed(output):
+        return f"{how}; no output written"
+    where = "standard output" if output == STDIO else output
+    return (
+        f"{how} after {_rows(counts.rows)} had been written to {where} (perhaps part of "
+        "the next ones too); that output is incomplete"
+    )
+
+
 def _rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
+if __name__ == "__main__":  # python -m service.bulk.cli, as python -m service.bulk
+    main()

@@ -92,6 +92,8 @@ class LocalScorer:
     def result(self, job: Job) -> Scored:
         """The job's scores, in the order its texts were submitted."""
         manifest = self.bundle.manifest
+        if not job.size:  # a chunk of bad rows only: nothing was run (nor can 0 rows reshape)
+            return Scored(np.empty((0, len(self.labels))), [], [], [])
         rows = np.empty((job.size, manifest.output_width), dtype=np.float32)
         for unit, future in zip(job.units, job.futures, strict=True):
             for group, out in zip(unit, future.result(), strict=True):

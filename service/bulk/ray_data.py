@@ -12,8 +12,9 @@ Rows are judged as the in-process readers judge them: a missing, empty, too long
 non-UTF-8 text, a missing id, or a JSON line that is not an object, is a bad row with the
 same message; a blank CSV line is a row of empty fields. Differences: a CSV row with fewer
 fields than the header stops the run (Arrow's parser), a quote never closed is read to
-the end of the file (only the first chunk is checked, by the in-process reader), and JSON
-Lines are split at ``\\n`` only (a lone ``\\r`` ends no line).
+the end of the file (only the first chunk is checked, by the in-process reader), JSON
+Lines are split at ``\\n`` only (a lone ``\\r`` ends no line), and Arrow's readers have no
+line limit (a line over it is read, then a bad row for its text's length).
 """
 
 from __future__ import annotations

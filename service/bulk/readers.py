@@ -4,9 +4,10 @@ Memory stays bounded by the chunk, whatever the file's size: CSV and JSON Lines 
 line by line, Parquet by record batches. A row whose text cannot be scored (missing,
 empty, not UTF-8, too long) or, in a table keyed by its id column, whose id is missing
 (absent or null) becomes a bad row of its chunk; only a file that cannot be read as a
-table at all (no such column, not CSV, a quote never closed) stops the run. Every CSV
-line is a row: a blank one is a row whose fields are all empty. (A blank JSON Lines line
-is not a record.)
+table at all (no such column, not CSV, a quote never closed, not UTF-8 but UTF-16)
+stops the run. Every CSV line is a row: a blank one is a row whose fields are all empty.
+(A blank JSON Lines line is not a record.) No line is held whole when it is far over the
+text limit: it becomes a bad row (``lines``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from service.bulk.formats import STDIO, UsageError, pyarrow_modules
+from service.bulk.lines import BoundedLines, Overlong, check_utf8, line_limit, too_long
 from service.bulk.rows import Chunk, id_problem, missing_id
-
-csv.field_size_limit(2**31 - 1)  # a long review is a bad row (over the limit), not a crash
 
 
 @dataclass
@@ -82,23 +82,27 @@ def read_chunks(path: str, fmt: str, columns: Columns, chunk_rows: int, max_char
     raw = open_binary(path)
     total = _size(raw)
     counting = CountingReader(raw)
+    buffered = io.BufferedReader(counting, 1 << 16)
+    check_utf8(buffered.peek(4)[:4], _name(path))
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
     stream = io.TextIOWrapper(
-        io.BufferedReader(counting, 1 << 16),
+        buffered,
         encoding="utf-8-sig",
         errors="surrogateescape",
         newline="" if fmt != "jsonl" else None,
     )
+    bounded = BoundedLines(stream, line_limit(max_chars))
     if fmt == "jsonl":
-        lines, key = _jsonl_key(stream, columns)
+        lines, key = _jsonl_key(bounded, columns)
         chunks = _jsonl(lines, counting, key, columns.text, chunk_rows, max_chars)
         return Source(_closing(chunks, raw), total, key)
+    csv.field_size_limit(bounded.limit)  # (a quote never closed: stopped at the limit)
     # strict: a quote never closed is an error, not the rest of the file read into one field
-    rows = csv.reader(stream, delimiter="\t" if fmt == "tsv" else ",", strict=True)
-    header = _header(rows, path)
+    rows = csv.reader(bounded, delimiter="\t" if fmt == "tsv" else ",", strict=True)
+    header = _header(rows, path, bounded)
     text_at, id_at = _positions(header, columns, path)
     key = columns.id if id_at is not None else "row"
-    lines = _csv_rows(rows, len(header), path)
+    lines = _csv_rows(rows, len(header), path, bounded)
     keyed = None if id_at is None else (id_at, key)
     chunks = _csv(lines, counting, text_at, keyed, chunk_rows, max_chars)
     return Source(_closing(chunks, raw), total, key)
@@ -122,22 +126,26 @@ def _positions(header: list[str], columns: Columns, path: str) -> tuple[int, int
     return header.index(columns.text), header.index(columns.id) if columns.id else None
 
 
-def _header(rows, path: str) -> list[str]:
+def _header(rows, path: str, lines: BoundedLines) -> list[str]:
     try:
         header = next(rows, None)
     except csv.Error as exc:
         raise UsageError(_csv_problem(path, 1, exc)) from None
+    if lines.covers(1, rows.line_num):
+        raise UsageError(f"{_name(path)}: the header's {too_long(1, lines.limit)}")
     if header is None:
         raise UsageError(f"{_name(path)} is empty: expected a header row naming the columns")
     return header
 
 
-def _csv_rows(rows, width: int, path: str) -> Iterator[list[str]]:
-    """The data rows, one per record; a blank line is a record of ``width`` empty fields."""
+def _csv_rows(rows, width: int, path: str, lines: BoundedLines):
+    """The data rows, one per record, each with its problem (None, or a line too long
+    to read); a blank line is a record of ``width`` empty fields."""
     start = rows.line_num + 1  # the line the next record starts on
     try:
         for row in rows:
-            yield row or [""] * width
+            dropped = lines.covers(start, rows.line_num)
+            yield row or [""] * width, dropped and too_long(dropped, lines.limit)
             start = rows.line_num + 1
     except csv.Error as exc:
         raise UsageError(_csv_problem(path, start, exc)) from None
@@ -149,16 +157,25 @@ def _csv_problem(path: str, line: int, exc: csv.Error) -> str:
             f'{_name(path)}: the row at line {line} opens a quote (") that is never closed, '
             'so every later line would be read into one field; close it, or double it ("")'
         )
+    if str(exc).startswith("field larger than"):  # read no further: bounded memory
+        return (
+            f"{_name(path)}: the row at line {line} has a field of more than "
+            f"{csv.field_size_limit():,} characters (4 x SENTIMENT_MAX_TEXT_CHARS, at least "
+            '1 Mi): most likely a quote (") never closed; close it, or double it ("")'
+        )
     return f"{_name(path)}: the row at line {line} is not readable as CSV: {exc}"
 
 
 def _csv(rows, counting, text_at, id_at, chunk_rows, max_chars) -> Iterator[Chunk]:
     """``id_at``: (the id's position, its name), or None to key rows by their number."""
     chunk = Chunk()
-    for number, row in enumerate(rows, 1):
-        text = row[text_at] if text_at < len(row) else None
-        key, problem = _csv_key(row, id_at, number)
-        chunk.add(key, text, max_chars, problem)
+    for number, (row, dropped) in enumerate(rows, 1):
+        if dropped:  # (its fields are not the file's: no text, no id)
+            chunk.add(number if id_at is None else None, None, max_chars, dropped)
+        else:
+            text = row[text_at] if text_at < len(row) else None
+            key, problem = _csv_key(row, id_at, number)
+            chunk.add(key, text, max_chars, problem)
         if len(chunk) == chunk_rows:
             chunk.end = counting.count
             yield chunk
@@ -175,9 +192,10 @@ def _csv_key(row: list[str], id_at: tuple[int, str] | None, number: int) -> tupl
     return (row[at], id_problem(row[at], name)) if at < len(row) else (None, missing_id(name))
 
 
-def _jsonl_key(stream: IO[str], columns: Columns) -> tuple[Iterator[str], str]:
+def _jsonl_key(bounded: BoundedLines, columns: Columns) -> tuple[Iterator[str], str]:
     """The key column: the id field if the first record has it, else row numbers."""
-    lines = (line for line in stream if line.strip())  # blank lines are not records
+    # blank lines are not records; a line too long to read is (a bad one)
+    lines = (line for line in bounded if isinstance(line, Overlong) or line.strip())
     first = next(lines, None)
     if first is None:
         return iter(()), "row"
@@ -188,9 +206,12 @@ def _jsonl_key(stream: IO[str], columns: Columns) -> tuple[Iterator[str], str]:
 
 
 def _jsonl(lines, counting, key: str, text: str, chunk_rows, max_chars) -> Iterator[Chunk]:
-    chunk = Chunk()
+    chunk, limit = Chunk(), line_limit(max_chars)
     for number, line in enumerate(lines, 1):
-        record, problem = _record(line, number)
+        if isinstance(line, Overlong):
+            record, problem = {}, too_long(number, limit)
+        else:
+            record, problem = _record(line, number)
         if key == "row":
             chunk.add(number, record.get(text), max_chars, problem)
         else:  # no row numbers in an id column: a record without its id is a bad row

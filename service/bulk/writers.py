@@ -22,6 +22,7 @@ from service.bulk.rows import Scored
 
 class Writer(Protocol):
     def write(self, keys: list[Any], scored: Scored) -> None: ...
+    def flush(self) -> None: ...  # what was written so far, out to the stream's file
     def close(self) -> None: ...
 
 
@@ -85,6 +86,9 @@ class CsvWriter:
             ["" if v is None else v for v in record] for record in _records(keys, scored)
         )
 
+    def flush(self) -> None:
+        self._text.flush()
+
     def close(self) -> None:
         self._text.flush()
         self._text.detach()
@@ -101,6 +105,9 @@ class JsonLinesWriter:
             for record in _records(keys, scored)
         )
         self._stream.write("".join(lines).encode("ascii"))  # (json.dumps escapes the rest)
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def close(self) -> None:
         self._stream.flush()
@@ -119,6 +126,7 @@ class ParquetWriter:
         fields += [(name, pa.string()) for name in names[2 + classes :]]
         self._schema = pa.schema(fields)
         self._stringify = key_type is None and names[0] != "row"
+        self._stream = stream
         self._writer = pq.ParquetWriter(stream, self._schema)
 
     def write(self, keys: list[Any], scored: Scored) -> None:
@@ -130,6 +138,9 @@ class ParquetWriter:
             for j, field in enumerate(self._schema)
         ]
         self._writer.write_batch(self._pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def close(self) -> None:
         self._writer.close()

@@ -20,6 +20,7 @@ from tokenizers import Regex, normalizers
 from sentiment_core.encoder import Encoded, TextEncoder, no_tokens
 from sentiment_core.tokenizer import (
     APOSTROPHES,
+    BREAK_PATTERN,
     CONTROL_CHAR,
     TOKEN_PATTERN,
     UNK_ID,
@@ -32,7 +33,7 @@ from service.encoding.encoder import Encoder
 from service.encoding.placement import encode_on_loop
 from service.encoding.vocab_table import VocabTable
 
-_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+_BREAK = re.compile(BREAK_PATTERN)
 # No possessive quantifiers (``\w++``): Python 3.11.2 (the container's) matches them
 # wrongly ("parents' expectations" gave "parents'").
 TOKEN = re.compile(TOKEN_PATTERN)

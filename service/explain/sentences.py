@@ -27,10 +27,13 @@ from sentiment_core.tokenizer import BREAK_PATTERN
 _BREAK = re.compile(BREAK_PATTERN)
 LANGUAGE = "en"  # the committed models read English reviews
 # Titles before a name; not "St." or "Jr.", which can end a sentence ("on Main St.").
-_TITLE_END = re.compile(
-    r"(?:^|[^\w.])(?:mrs?|ms|mx|dr|prof|rev|hon|capt|lt|col|sgt|gen|messrs|mme|mlle)\.$",
-    re.IGNORECASE,
-)
+TITLES = ("mr", "mrs", "ms", "mx", "dr", "prof", "rev", "hon", "capt", "lt", "col", "sgt", "gen",
+          "messrs", "mme", "mlle")  # fmt: skip
+_TITLE_END = re.compile(rf"(?:^|[^\w.])(?:{'|'.join(TITLES)})\.$", re.IGNORECASE)
+# A title, its dot, the character before it and a final newline ("$" matches before one)
+# are a span's last characters: searching just those keeps joining linear in the text (a
+# run of joined spans was rescanned whole: docs/security.md).
+_TITLE_TAIL = max(map(len, TITLES)) + 3
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -62,7 +65,8 @@ def _joined_after_titles(masked: str, spans: list[tuple[int, int]]) -> list[tupl
 
 
 def _ends_with_title(masked: str, start: int, end: int, next_start: int) -> bool:
-    return "\n" not in masked[end:next_start] and bool(_TITLE_END.search(masked[start:end]))
+    tail = masked[max(start, end - _TITLE_TAIL) : end]
+    return "\n" not in masked[end:next_start] and bool(_TITLE_END.search(tail))
 
 
 def _trimmed(masked: str, start: int, end: int) -> tuple[int, int]:

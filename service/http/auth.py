@@ -1,7 +1,8 @@
 """Optional API keys: every route but health, metrics and the docs needs one when set.
 
 ``SENTIMENT_API_KEYS`` (comma-separated) and/or ``SENTIMENT_API_KEYS_FILE`` (one key per
-line, ``#`` comments; re-read when it changes, so keys rotate without a restart). A key is
+line, ``#`` comments; re-read when it changes, so keys rotate without a restart; a new file
+that cannot be read, is not UTF-8 or holds no key leaves the keys as they were). A key is
 sent as ``Authorization: Bearer <key>``, checked before the body is read, compared in
 constant time (against a digest, every key, no early exit). Logs carry a key id (a short
 hash of the key), never the key.
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Unauthorized
 from service.http.error_handlers import service_error_response
+from service.settings import read_keys_file
 
 log = logging.getLogger("service.auth")
 # Paths anyone may call: probes, metrics scrapes, and pages that hold no data.
@@ -40,10 +42,11 @@ class ApiKeys:
     def __init__(self, keys: list[str], file: Path | None = None):
         self._given = [k for k in keys if k]
         self._file = file
-        self._file_state: tuple[float, int] | None = None
+        self._file_state: tuple[int, ...] | None = None
         self._checked_at = 0.0
         self._digests: dict[bytes, str] = {}
-        self._load()
+        self._use([])
+        self._read_file_if_changed()
 
     @property
     def enabled(self) -> bool:
@@ -76,35 +79,48 @@ class ApiKeys:
                 found = ident
         return found
 
-    def _load(self) -> None:
-        keys = list(self._given) + self._read_file()
+    def _use(self, file_keys: list[str]) -> None:
+        keys = self._given + file_keys
         self._digests = {hashlib.sha256(k.encode()).digest(): key_id(k) for k in keys}
-
-    def _read_file(self) -> list[str]:
-        if self._file is None:
-            return []
-        try:
-            stat = self._file.stat()
-            lines = self._file.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:  # keep the keys we had: a rotation may be under way
-            log.error(
-                "cannot read the API keys file", extra={"file": str(self._file), "why": str(exc)}
-            )
-            return []
-        self._file_state = (stat.st_mtime, stat.st_size)
-        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
     def _reload_if_changed(self) -> None:
         if self._file is None or time.monotonic() - self._checked_at < _RECHECK_FILE_S:
             return
         self._checked_at = time.monotonic()
-        try:
-            stat = self._file.stat()
-        except OSError:
-            return
-        if (stat.st_mtime, stat.st_size) != self._file_state:
-            self._load()
+        if self._read_file_if_changed():
             log.info("API keys reloaded", extra={"keys": len(self._digests)})
+
+    def _read_file_if_changed(self) -> bool:
+        """Whether the file changed and its keys are now the file's keys."""
+        if self._file is None or (state := _file_state(self._file)) in (None, self._file_state):
+            return False  # gone (a rotation half done) or unchanged: keep the keys we had
+        self._file_state = state  # a file that fails is reported once, not on every request
+        try:
+            file_keys = read_keys_file(self._file)
+        except OSError as exc:
+            return self._keep_keys(f"cannot be read: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            return self._keep_keys(f"is not UTF-8 text (byte {exc.start})")
+        if not file_keys:  # also a file rewritten in place, caught half written
+            return self._keep_keys("holds no keys")
+        self._use(file_keys)
+        return True
+
+    def _keep_keys(self, why: str) -> bool:
+        log.warning(
+            "API keys file not used, the keys read before stay",
+            extra={"file": str(self._file), "why": why, "keys": len(self._digests)},
+        )
+        return False
+
+
+def _file_state(file: Path) -> tuple[int, ...] | None:
+    """What changes when the file does: replaced, rewritten, or its permissions fixed."""
+    try:
+        stat = file.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 class ApiKeyMiddleware:

@@ -20,6 +20,10 @@ from service.http.error_handlers import error_response, service_error_response
 LINGER_MAX_BYTES = 64 * 1024 * 1024
 LINGER_MAX_S = 10.0
 LINGER_IDLE_S = 2.0  # a client that stops sending is not waited for longer than this
+# A body must also arrive at this average pace once its first BODY_TIMEOUT_S have passed
+# (Apache's mod_reqtimeout does the same): a byte every few seconds meets the deadline of
+# each read, yet held a whole body's memory for as long as the client liked.
+MIN_BODY_RATE = 64 * 1024  # bytes/s
 
 
 class BodyLimitMiddleware:
@@ -127,14 +131,18 @@ class BodyDeadlines:
         (an app may then wait for the client to disconnect as long as it likes)."""
         ended = False
         received = 0
+        started: float | None = None
 
         async def timed_receive() -> Message:
-            nonlocal ended, received
+            nonlocal ended, received, started
             if ended:
                 return await receive()
             task = asyncio.current_task()
             loop = task.get_loop()
-            self.waiting[task] = loop.time() + self.timeout_s
+            now = loop.time()
+            started = now if started is None else started
+            paced = started + self.timeout_s + received / MIN_BODY_RATE
+            self.waiting[task] = min(now + self.timeout_s, paced)
             if self.sweep_loop is not loop:
                 self.sweep_loop = loop
                 loop.call_later(self.timeout_s / 4, self._sweep, loop)
@@ -145,10 +153,7 @@ class BodyDeadlines:
                     raise
                 self.expired.discard(task)
                 task.uncancel()  # this cancellation was ours, and it ends here
-                raise BodyTimeout(
-                    f"the request body stopped arriving: {received} bytes received, then "
-                    f"nothing for {self.timeout_s:g} s (SENTIMENT_BODY_TIMEOUT_S)"
-                ) from None
+                raise self._timed_out(received, now - started, loop.time() - now) from None
             finally:
                 del self.waiting[task]
             received += len(message.get("body", b""))
@@ -156,6 +161,18 @@ class BodyDeadlines:
             return message
 
         return timed_receive
+
+    def _timed_out(self, received: int, before_s: float, waited_s: float) -> BodyTimeout:
+        if waited_s >= 0.99 * self.timeout_s:  # this read's own deadline (give or take µs)
+            return BodyTimeout(
+                f"the request body stopped arriving: {received} bytes received, then "
+                f"nothing for {self.timeout_s:g} s (SENTIMENT_BODY_TIMEOUT_S)"
+            )
+        return BodyTimeout(
+            f"the request body arrives too slowly: {received} bytes in {before_s + waited_s:.0f} s; after "
+            f"the first {self.timeout_s:g} s (SENTIMENT_BODY_TIMEOUT_S) a body must average "
+            f"{MIN_BODY_RATE // 1024} KiB/s"
+        )
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
@@ -208,7 +225,7 @@ async def discard_body(
     while dropped <= max_bytes and (left := deadline - loop.time()) > 0:
         try:
             message = await asyncio.wait_for(receive(), min(idle_s, left))
-        except TimeoutError:
+        except (TimeoutError, BodyTimeout):  # (the body's own pace deadline, passed)
             break
         if message["type"] != "http.request":  # the client left
             break

@@ -85,7 +85,8 @@ class GracefulServer(uvicorn.Server):
         if self._asked_at is None:
             self._captured_signals.append(sig)  # uvicorn re-raises it once shut down
             self._asked_at = time.monotonic()
-            self._hurry = sig == signal.SIGINT
+            # Ctrl+C, or a signal before the server listened: no one routes to it yet.
+            self._hurry = sig == signal.SIGINT or not self.started
             self.lifecycle.phase = Phase.LAME_DUCK  # /health/ready: 503 from now on
         elif not self.should_exit:
             self._hurry = True  # a second signal: no more lame duck

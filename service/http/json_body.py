@@ -21,6 +21,10 @@ from starlette.responses import Response
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 _WBITS = {"gzip": 31, "deflate": 15}  # zlib's wbits for each Content-Encoding
+_FEED_BYTES = 64 * 1024
+# More than real writers make (``cat``; bgzip's blocks of a body at its size limit); each
+# member costs a zlib object, and many empty ones cost the event loop (docs/security.md).
+MAX_GZIP_MEMBERS = 1024
 DUPLICATE_KEY = "appears twice in one object (give each key once)"
 
 
@@ -66,24 +70,39 @@ def decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
             f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate or none)"
         )
     out = bytearray()
-    rest = body
-    while True:
-        inflater = zlib.decompressobj(wbits=_WBITS[encoding])
+    view, at = memoryview(body), 0
+    for _ in range(MAX_GZIP_MEMBERS):
+        at = _inflate_member(view, at, _WBITS[encoding], out, limit, encoding)
+        if at == len(view):
+            return bytes(out)
+        if encoding != "gzip":
+            raise InvalidInput(f"body has {len(view) - at} bytes after its {encoding} data")
+    raise InvalidInput(f"body has more than {MAX_GZIP_MEMBERS} gzip members")
+
+
+def _inflate_member(
+    view: memoryview, at: int, wbits: int, out: bytearray, limit: int, encoding: str
+) -> int:
+    """Inflate the member starting at ``view[at]`` into ``out``; where the next one starts.
+
+    Fed ``_FEED_BYTES`` at a time: zlib copies the input left after a member into
+    ``unused_data``, so feeding the whole body made a body of many tiny members quadratic
+    (docs/security.md)."""
+    inflater = zlib.decompressobj(wbits=wbits)
+    while not inflater.eof:
+        if at == len(view):
+            raise InvalidInput(f"body is not valid {encoding} data (it ends too soon)")
+        chunk = view[at : at + _FEED_BYTES]
         try:
-            out += inflater.decompress(rest, limit + 1 - len(out))
+            out += inflater.decompress(chunk, limit + 1 - len(out))
         except zlib.error as exc:
             raise InvalidInput(f"body is not valid {encoding} data ({exc})") from None
         if len(out) > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(
                 f"decompressed body exceeds {limit} bytes (SENTIMENT_MAX_BODY_BYTES)"
             )
-        if not inflater.eof:
-            raise InvalidInput(f"body is not valid {encoding} data (it ends too soon)")
-        rest = inflater.unused_data
-        if not rest:
-            return bytes(out)
-        if encoding != "gzip":
-            raise InvalidInput(f"body has {len(rest)} bytes after its {encoding} data")
+        at += len(chunk) - len(inflater.unused_data)
+    return at
 
 
 class StrictJsonRequest(Request):

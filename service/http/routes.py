@@ -64,6 +64,10 @@ _UNAVAILABLE = {
 }
 _UNKNOWN_MODEL = {404: _error("No served model has that name (the message lists them)")}
 _TEXT_ERRORS = {**_UNSUPPORTED, **_UNKNOWN_MODEL, **_INVALID, **_UNAVAILABLE}
+_TOKENIZE_ERRORS = {
+    **_TEXT_ERRORS,
+    504: _error("Not tokenized within SENTIMENT_REQUEST_TIMEOUT_S (overloaded)"),
+}
 _PREDICT_ERRORS = {
     **_TEXT_ERRORS,
     500: _error("Inference failed for the batch holding this request; retry is safe"),
@@ -134,7 +138,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     "/tokenize",
     response_model=TokenizeResponse,
     dependencies=JSON_ONLY,
-    responses=_TEXT_ERRORS,
+    responses=_TOKENIZE_ERRORS,
     tags=["inference"],
 )
 async def tokenize(
@@ -147,7 +151,7 @@ async def tokenize(
     pipeline.note_model(request.scope["state"], runtime)
     runtime.acquire()  # one version's encoder, even during a swap
     try:
-        encoded = await pipeline.tokenize(runtime, texts)
+        encoded = await pipeline.tokenize(runtime, texts, settings.request_timeout_s)
     finally:
         runtime.release()
     request.app.state.metrics.count_texts("/tokenize", len(texts), runtime.bundle.name)
@@ -240,12 +244,11 @@ async def activate_model(
         path = _bundle_path(body, settings.models_root / manager.name)
         _refuse_a_smoke_run(path, body.force)
         runtime = await manager.activate(path)
-    except (BundleError, InvalidInput) as exc:
-        registry.swap_failed(manager.name)
-        if isinstance(exc, InvalidInput):
-            raise
+    except BundleError as exc:
         keeps = "the current model keeps serving" if manager.active else "nothing is served yet"
         raise InvalidInput(f"bundle refused, {keeps}: {exc}") from None
+    finally:  # whatever failed, a first model that did not load leaves no slot behind
+        registry.swap_failed(manager.name)
     return ModelSummary(**runtime.bundle.summary())
 
 

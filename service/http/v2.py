@@ -198,7 +198,10 @@ def _runtime(request: Request, name: str, version: str | None) -> ModelRuntime:
 
 
 def _validated(parsed: wire.InferRequest, blob: bytes, settings) -> list[str]:
-    """The texts, with /predict's limits (count, length, no blank or control characters)."""
+    """The texts, with /predict's limits (count, length, no blank or control characters);
+    and an ``id`` the answer can echo (JSON can spell a lone surrogate; UTF-8 cannot)."""
+    if parsed.id is not None and pipeline.has_surrogate(parsed.id):
+        raise InvalidInput("inference request: 'id' contains a lone UTF-16 surrogate")
     texts = wire.input_texts(parsed, blob, settings.max_texts_per_request)
     for i, text in enumerate(texts):
         if problem := pipeline.text_problem(text, settings.max_text_chars):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_core.bundle import verify_files
+from sentiment_core.bundle import read_bundle_tokenizer, verify_files
 from sentiment_core.encoder import TextEncoder
 from sentiment_core.manifest import BundleError, Manifest, read_manifest
 from service.encoding import build_encoder
@@ -131,11 +131,9 @@ def _load(bundle_dir: Path, variant: str, intra_op_threads: int, speedups: Speed
         model_file = manifest.variants.get(variant, "")
         if not model_file:
             raise BundleError(f"{bundle_dir}: no {variant!r} variant in this bundle")
-    reference = TextEncoder.from_file(
-        bundle_dir / manifest.tokenizer_file,
-        max_length=manifest.input.max_length,
-        truncation=manifest.input.truncation,
-    )
+    # (read_bundle_tokenizer: a tokenizer.json that hashes right but does not parse is refused)
+    tokenizer = read_bundle_tokenizer(bundle_dir, manifest)
+    reference = TextEncoder(tokenizer, manifest.input.max_length, manifest.input.truncation)
     encoder = build_encoder(
         reference,
         python_path=speedups.python_encoder,

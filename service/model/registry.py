@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from sentiment_core.bundle import promoted_bundle
+from sentiment_core.bundle import promoted_bundle, unpromoted_models
 from sentiment_core.manifest import read_manifest
 from service.errors import BundleError, NotFound, NotReady, ShuttingDown
 from service.metrics import Metrics
 from service.model.runtime import ModelManager, ModelRuntime
 from service.settings import NO_MODELS_HINT, Settings
+
+log = logging.getLogger("service.model")
 
 
 class ModelRegistry:
@@ -111,14 +114,38 @@ def _locations(settings: Settings) -> dict[str, Callable[[], Path]]:
         path = settings.model_dir
         return {_name_of(path): lambda: path}
     root = settings.models_root
+    if not settings.models and not settings.model_name:  # else those not listed are meant
+        _warn_unpromoted(root)
+    pins = settings.pinned_versions
     return {
-        name: functools.partial(promoted_bundle, root, name) for name in settings.served_models()
+        name: functools.partial(_bundle_dir, root, name, pins.get(name))
+        for name in settings.served_models()
     }
+
+
+def _bundle_dir(models_root: Path, name: str, pinned: str | None) -> Path:
+    """The version pinned for this process (a worker: see ``Settings.pinned_versions``),
+    or the one ``PROMOTED`` names now."""
+    if pinned is None:
+        return promoted_bundle(models_root, name)
+    if "/" in pinned or pinned in (".", ".."):
+        raise BundleError(f"pinned version {pinned!r} of model {name!r} is not a version name")
+    return models_root / name / pinned
+
+
+def _warn_unpromoted(models_root: Path) -> None:
+    """A model folder without PROMOTED is not served: say so, or it vanishes unnoticed."""
+    for name in unpromoted_models(models_root):
+        log.warning(
+            "model folder has versions but no PROMOTED file naming one: not served; "
+            f"promote one with `sentiment-promote {name} VERSION`",
+            extra={"model": name, "folder": str(models_root / name)},
+        )
 
 
 def _name_of(bundle_dir: Path) -> str:
     """The model name a bundle directory serves under (its manifest's, when readable)."""
     try:
         return read_manifest(bundle_dir).name
-    except BundleError:
+    except (BundleError, OSError):  # unreadable: its load will say why, under this name
         return bundle_dir.parent.name or "model"

@@ -73,17 +73,23 @@ class ModelManager:
 
     async def load_initial(self) -> None:
         try:
-            self.active = await self._build(self.locate())
+            self.active = await self._build_for_slot(self.locate())
         except BundleError as exc:
-            self.not_ready_reason = str(exc)
-            self.metrics.model_ready(self.name, False)
-            log.error(
-                "model bundle refused; staying not-ready",
-                extra={"model": self.name, "reason": str(exc)},
-            )
+            self._stay_not_ready(str(exc))
+            return
+        except Exception as exc:  # unforeseen: this model stays out, the others still serve
+            log.exception("model bundle failed to load", extra={"model": self.name})
+            self._stay_not_ready(_unexpected(exc))
             return
         self.not_ready_reason = None
         self._publish(self.active)
+
+    def _stay_not_ready(self, reason: str) -> None:
+        self.not_ready_reason = reason
+        self.metrics.model_ready(self.name, False)
+        log.error(
+            "model bundle refused; staying not-ready", extra={"model": self.name, "reason": reason}
+        )
 
     async def activate(self, path: Path) -> ModelRuntime:
         """Load, verify and self-check ``path``, then switch to it atomically.
@@ -92,15 +98,13 @@ class ModelManager:
         """
         async with self._swap_lock:
             try:
-                new = await self._build(path)
-                if new.bundle.name != self.name:
-                    await new.batcher.stop()
-                    raise BundleError(
-                        f"{path} is model {new.bundle.name!r}; this slot serves {self.name!r}"
-                    )
-            except BundleError:
+                new = await self._build_for_slot(path)
+            except Exception as exc:
                 self.metrics.model_swap(self.name, "refused")
-                raise
+                if isinstance(exc, BundleError):
+                    raise
+                log.exception("model bundle failed to load", extra={"model": self.name})
+                raise BundleError(_unexpected(exc)) from exc
             old, self.active = self.active, new
             self.not_ready_reason = None
             self._publish(new)
@@ -121,6 +125,16 @@ class ModelManager:
         self.metrics.model_ready(self.name, False)
         if self.active is not None:
             await self.active.batcher.stop(self.settings.drain_timeout_s)
+
+    async def _build_for_slot(self, path: Path) -> ModelRuntime:
+        """``_build``, refusing a bundle of another model (a copy in the wrong folder)."""
+        runtime = await self._build(path)
+        if runtime.bundle.name != self.name:
+            await runtime.batcher.stop()
+            raise BundleError(
+                f"{path} is model {runtime.bundle.name!r}; this slot serves {self.name!r}"
+            )
+        return runtime
 
     async def _build(self, path: Path) -> ModelRuntime:
         s = self.settings
@@ -147,6 +161,12 @@ class ModelManager:
         b = runtime.bundle
         self.metrics.set_model(b.name, b.version, b.variant)
         self.metrics.model_ready(self.name, True)
+
+
+def _unexpected(exc: Exception) -> str:
+    """A one-line reason for a failure no check foresaw (the traceback is in the log)."""
+    first_line = (str(exc).splitlines() or [""])[0][:300]
+    return f"the bundle failed to load: {type(exc).__name__}: {first_line}"
 
 
 def speedups(s: Settings) -> Speedups:

@@ -103,6 +103,17 @@ def test_tokenizer_cost_prints_every_encoder(capsys: pytest.CaptureFixture[str])
         assert float(line.split("median")[1].split("µs")[0]) > 0
 
 
+def test_hostile_prints_each_input_before_and_now(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.hostile import main
+
+    main(["--chars", "400", "--rounds", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| <br")]
+    assert len(rows) == 4  # the break pattern through Python and Rust, spaces and NBSP
+    for row in rows:
+        before, now = (float(cell.replace(",", "")) for cell in row.split("|")[2:4])
+        assert before > 0 and now > 0
+
+
 def test_ab_alternates_two_servers_and_reports_the_ratio(tmp_path: Path) -> None:
     """``bench.ab``: fresh server pairs per round, slices alternating, one ratio per slice."""
     out = tmp_path / "ab.json"

@@ -142,7 +142,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import service.model.loader as bundle_module
-from sentiment_core.encoder import TextEncoder
+import sentiment_core.tokenizer as tokenizer_module
 
 bundle_dir = Path(sys.argv[1]).resolve()
 events, active = [], [False]
@@ -169,11 +169,11 @@ def session(path, *args, **kwargs):
     events.append({"kind": "onnxruntime", "path": str(path)})
     return original_session(path, *args, **kwargs)
 ort.InferenceSession = session
-original_from_file = TextEncoder.from_file.__func__
-def from_file(cls, path, *args, **kwargs):
+original_read = tokenizer_module.read_tokenizer  # every tokenizer.json is read by it
+def read_tokenizer(path, *args, **kwargs):
     events.append({"kind": "tokenizer", "path": str(path)})
-    return original_from_file(cls, path, *args, **kwargs)
-TextEncoder.from_file = classmethod(from_file)
+    return original_read(path, *args, **kwargs)
+tokenizer_module.read_tokenizer = read_tokenizer
 
 active[0] = True
 loaded = bundle_module.load_bundle(bundle_dir)

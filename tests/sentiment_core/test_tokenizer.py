@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Regex, normalizers
 
 from sentiment_core.encoder import TextEncoder, pad_batch
 from sentiment_core.tokenizer import (
+    BREAK_PATTERN,
     CONTROL_CHAR,
+    LEGACY_BREAK_PATTERN,
     PAD_ID,
     UNK_ID,
     UNK_TOKEN,
+    follows_our_rules,
     has_control_char,
     new_tokenizer,
+    read_tokenizer,
     train_tokenizer,
     truncate,
 )
@@ -109,6 +117,58 @@ def test_saved_tokenizer_encodes_identically(encoder, tmp_path):
     json.loads(path.read_text())  # a standard JSON file
     reloaded = TextEncoder.from_file(path, encoder.max_length, encoder.truncation)
     assert reloaded.encode_ids(CORPUS) == encoder.encode_ids(CORPUS)
+
+
+# Strings built from what the break pattern looks at, so that near-misses are common.
+_BREAK_ALPHABET = st.sampled_from(
+    ["<", ">", "/", "b", "B", "r", "R", " ", "\t", "\n", "\u00a0", "x"]
+)
+_COMMITTED = Path(__file__).resolve().parents[2] / "models"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_BREAK_ALPHABET, max_size=24).map("".join))
+def test_break_pattern_replaces_what_the_legacy_one_did(text):
+    """The linear-time pattern and the one older bundles carry match the same strings,
+    in Python's ``re`` and in the Rust normalizer."""
+    new, old = re.compile(BREAK_PATTERN), re.compile(LEGACY_BREAK_PATTERN)
+    assert new.sub("|", text) == old.sub("|", text)
+    rust_new = normalizers.Replace(Regex(BREAK_PATTERN), "|")
+    rust_old = normalizers.Replace(Regex(LEGACY_BREAK_PATTERN), "|")
+    assert rust_new.normalize_str(text) == rust_old.normalize_str(text)
+
+
+def test_a_break_near_miss_with_many_spaces_is_one_linear_pass(encoder):
+    """A hang guard, not a speed test (bench/hostile.py times it): the legacy pattern
+    backtracked over every split of these spaces, some 10 s for 100,000 of them."""
+    text = "<br" + " " * 100_000 + "x"
+    started = time.perf_counter()
+    assert tokens(encoder, text) == tokens(encoder, "<br x")
+    assert time.perf_counter() - started < 1.0  # linear: a few ms
+    assert len(tokens(encoder, "<br x")) == 3
+
+
+@pytest.mark.parametrize("bundle", ["sentiment-general/g10", "sentiment-lstm/n2"])
+def test_a_committed_bundle_loads_with_the_linear_break_pattern(bundle):
+    path = _COMMITTED / bundle / "tokenizer.json"
+    assert (
+        LEGACY_BREAK_PATTERN
+        in json.loads(path.read_text())["normalizer"]["normalizers"][0]["pattern"]["Regex"]
+    )
+    loaded = read_tokenizer(path)
+    assert json.loads(loaded.to_str())["normalizer"]["normalizers"][0]["pattern"] == {
+        "Regex": BREAK_PATTERN
+    }
+    assert follows_our_rules(loaded)
+    assert loaded.encode("great<br /><br />film").tokens == ["great", "film"]
+
+
+def test_a_new_tokenizer_saves_the_linear_break_pattern(encoder, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    encoder.tokenizer.save(str(path))
+    assert json.loads(path.read_text())["normalizer"]["normalizers"][0]["pattern"] == {
+        "Regex": BREAK_PATTERN
+    }
 
 
 def test_pad_batch_post_pads_with_zero():

@@ -348,3 +348,18 @@ def test_several_worker_processes_serve_and_stop_on_sigterm(tmp_path):
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
         server.stop()
+
+
+def test_worker_processes_get_the_versions_promoted_at_start(monkeypatch):
+    """With several workers, sentiment-serve reads each PROMOTED once and hands the
+    versions on, so a worker uvicorn restarts later serves what its siblings serve."""
+    started = []
+    monkeypatch.setattr(service.cli.uvicorn, "run", lambda *a, **kw: started.append(kw))
+    monkeypatch.setenv("SENTIMENT_PINNED_VERSIONS", "{}")  # main() sets these two:
+    monkeypatch.setenv("SENTIMENT_WORKERS", "1")  # they are restored after the test
+    service.cli.main(["--workers", "2"])
+    assert started and started[0]["workers"] == 2
+    models = Settings().models_root
+    promoted = {p.parent.name: p.read_text().strip() for p in models.glob("*/PROMOTED")}
+    assert json.loads(service.cli.os.environ["SENTIMENT_PINNED_VERSIONS"]) == promoted
+    assert promoted == {"sentiment-general": "g10", "sentiment-lstm": "n2"}

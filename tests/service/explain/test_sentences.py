@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentiment_core.tokenizer import BREAK_PATTERN
-from service.explain.sentences import sentence_spans
+from service.explain.sentences import _TITLE_END, _ends_with_title, sentence_spans
 
 
 def sentences(text: str) -> list[str]:
@@ -87,3 +87,17 @@ def test_spans_cover_every_visible_character_once(text):
         previous_end = end
     visible = {i for i, c in enumerate(masked) if not c.isspace()}
     assert visible <= covered
+
+
+titled = st.sampled_from(["Dr.", "mrs.", "Messrs.", "MR.", "x", "ab", " ", ".", "(", "\n", "Prof"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(titled, max_size=12).map("".join))
+def test_the_title_check_reads_the_span_end_as_it_reads_the_span(masked):
+    """Only a span's last characters are searched (linear joining); same answer as the
+    whole span gives, for every span of the text."""
+    for start in range(len(masked)):
+        for end in range(start + 1, len(masked) + 1):
+            whole = bool(_TITLE_END.search(masked[start:end]))
+            assert _ends_with_title(masked, start, end, end) == whole, (start, end)

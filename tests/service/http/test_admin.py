@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sentiment_core.bundle import sha256_file
 from tests.support.servers import copy_bundle, flip_byte, make_settings, serve
 
 TOKEN = "test-admin-token-0123456789"
@@ -199,3 +201,53 @@ async def test_activation_makes_a_not_ready_service_ready(bundle_dir, manifest, 
         assert ready.status_code == 200
         assert ready.json()["model"]["version"] == manifest["version"]
         assert (await client.post("/predict", json={"text": "good"})).status_code == 200
+
+
+def tokenizer_that_does_not_parse(bundle_dir: Path, dst: Path) -> Path:
+    """A copy whose tokenizer.json hashes right (the manifest re-hashed) but cannot load."""
+    copy = new_version_copy(bundle_dir, dst, "bad-tokenizer")
+    (copy / "tokenizer.json").write_text('{"version": "1.0"}')
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["tokenizer.json"] = {"sha256": sha256_file(copy / "tokenizer.json")}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+async def test_a_tokenizer_that_does_not_parse_is_refused(bundle_dir, manifest, tmp_path):
+    copy = tokenizer_that_does_not_parse(bundle_dir, tmp_path / "bad")
+    async with serve(make_settings(admin_token=TOKEN)) as (_, client):
+        response = await client.post("/admin/model", json={"path": str(copy)}, headers=AUTH)
+        assert response.status_code == 422, response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("bundle refused, the current model keeps serving")
+        assert "tokenizer.json unreadable" in message
+        assert (await client.get("/health/ready")).json()["model"]["version"] == manifest["version"]
+
+
+async def test_a_failed_first_model_leaves_no_slot_behind(bundle_dir, manifest, tmp_path):
+    """On an empty models root the refused bundle's name is not kept as a model."""
+    copy = tokenizer_that_does_not_parse(bundle_dir, tmp_path / "bad")
+    settings = make_settings(admin_token=TOKEN, models_root=tmp_path / "empty")
+    async with serve(settings) as (app, client):
+        response = await client.post("/admin/model", json={"path": str(copy)}, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert "nothing is served yet" in response.json()["error"]["message"]
+        assert app.state.models.managers == {} and app.state.models.default_name is None
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503 and "no model bundle" in ready.json()["reason"]
+        good = await client.post("/admin/model", json={"path": str(bundle_dir)}, headers=AUTH)
+        assert good.status_code == 200, good.text
+        assert (await client.get("/health/ready")).json()["model"]["version"] == manifest["version"]
+
+
+async def test_an_unforeseen_failure_is_a_refusal_too(bundle_dir, manifest, tmp_path, monkeypatch):
+    """Whatever the loader raises, the swap is refused (422) and the old model serves."""
+    import service.model.runtime as runtime
+
+    copy = new_version_copy(bundle_dir, tmp_path / "v2", "v2")
+    async with serve(make_settings(admin_token=TOKEN)) as (_, client):
+        monkeypatch.setattr(runtime, "load_bundle", lambda *_, **__: 1 / 0)
+        response = await client.post("/admin/model", json={"path": str(copy)}, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert "ZeroDivisionError: division by zero" in response.json()["error"]["message"]
+        assert (await client.get("/health/ready")).json()["model"]["version"] == manifest["version"]

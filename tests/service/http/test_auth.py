@@ -119,3 +119,90 @@ def test_only_a_bearer_with_a_current_key_identifies(header):
     scope = {"headers": [(b"authorization", header.encode())] if header else []}
     assert keys.identify(_bearer(scope)) is None
     assert keys.identify(_bearer({"headers": [(b"authorization", f"bearer {KEY}".encode())]}))
+
+
+def test_an_indented_comment_is_no_key(tmp_path):
+    """Before, "  # old key" became the key "# old key"."""
+    file = tmp_path / "keys"
+    file.write_text(f"  # old key\n\t#{OTHER}\n  {KEY}  \n\n")
+    keys = ApiKeys([], file)
+    assert len(keys) == 1 and keys.identify(KEY) == key_id(KEY)
+    assert keys.identify("# old key") is None and keys.identify(f"#{OTHER}") is None
+
+
+def _replace(file, content: bytes | None) -> None:
+    """Rotate as the README says: a new file renamed over the old one (None: a directory)."""
+    new = file.with_name("keys.new")
+    if content is None:
+        new.mkdir()
+        file.unlink()  # (a directory cannot be renamed over a file)
+        new.rename(file)
+    else:
+        new.write_bytes(content)
+        os.replace(new, file)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        # before: a 500 with a traceback, once a second
+        (b"\xff\xfe k\xe9y\n", "is not UTF-8 text"),
+        (b"# keys to come\n\n", "holds no keys"),  # before: no keys, every client 401
+        (None, "cannot be read"),  # (a directory: unreadable even for root)
+    ],
+)
+def test_a_rotation_that_fails_keeps_the_keys_and_says_why_once(
+    tmp_path, monkeypatch, caplog, content, why
+):
+    import service.http.auth as auth
+
+    monkeypatch.setattr(auth, "_RECHECK_FILE_S", 0.0)
+    caplog.set_level("INFO", logger="service.auth")
+    file = tmp_path / "keys"
+    file.write_text(f"{KEY}\n")
+    keys = ApiKeys([], file)
+    _replace(file, content)
+    for _ in range(5):
+        assert keys.identify(KEY) == key_id(KEY)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, caplog.text
+    assert why in warnings[0].why and warnings[0].keys == 1
+    assert "API keys reloaded" not in caplog.text
+    if content is None:
+        file.rmdir()
+    _replace(file, f"{OTHER}\n".encode())  # the next good file is used
+    assert keys.identify(OTHER) == key_id(OTHER) and keys.identify(KEY) is None
+
+
+def test_a_file_rewritten_in_place_is_not_used_while_empty(tmp_path, monkeypatch):
+    """A rewrite in place (truncate, then write) can be read between the two steps."""
+    import service.http.auth as auth
+
+    monkeypatch.setattr(auth, "_RECHECK_FILE_S", 0.0)
+    file = tmp_path / "keys"
+    file.write_text(f"{KEY}\n")
+    keys = ApiKeys([], file)
+    with file.open("w") as half_written:
+        half_written.truncate()
+        half_written.flush()
+        assert keys.identify(KEY) == key_id(KEY)
+        half_written.write(f"{OTHER}\n")
+    assert keys.identify(OTHER) == key_id(OTHER) and keys.identify(KEY) is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
+def test_an_unreadable_new_file_keeps_the_keys_until_it_is_made_readable(
+    tmp_path, monkeypatch, caplog
+):
+    import service.http.auth as auth
+
+    monkeypatch.setattr(auth, "_RECHECK_FILE_S", 0.0)
+    file = tmp_path / "keys"
+    file.write_text(f"{KEY}\n")
+    keys = ApiKeys([], file)
+    _replace(file, f"{OTHER}\n".encode())
+    file.chmod(0)
+    assert keys.identify(KEY) == key_id(KEY) and keys.identify(OTHER) is None
+    assert caplog.records[-1].why == "cannot be read: Permission denied"
+    file.chmod(0o600)  # fixing the mode (no new content) is a change too
+    assert keys.identify(OTHER) == key_id(OTHER)

@@ -358,12 +358,19 @@ async def test_overloaded_is_503_with_retry_after(predict_gate):
                 'sentiment_rejected_total{model="sentiment-lstm",reason="overloaded"} 1.0'
                 in metrics
             )
+            # Tokenizing is CPU work too: refused the same way, before any encoding.
+            refused = await client.post("/tokenize", json={"text": "third"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "overloaded"
+            assert int(refused.headers["retry-after"]) >= 1
         finally:
             predict_gate.open()
         first, second = await asyncio.wait_for(asyncio.gather(in_flight, queued), 30)
         assert first.status_code == second.status_code == 200
         assert (await client.get("/health/ready")).status_code == 200
         assert (await client.post("/predict", json={"text": "fourth"})).status_code == 200
+        assert (await client.post("/tokenize", json={"text": "fourth"})).status_code == 200
+        assert batcher.admitted == 0  # the refused and the answered /tokenize gave room back
 
 
 async def test_request_timeout_is_504(predict_gate):

@@ -80,3 +80,38 @@ async def test_zero_turns_the_deadline_off():
     await BodyLimitMiddleware(app, max_bytes=1024, timeout_s=0)(scope, receive, None)
     await BodyLimitMiddleware(app, max_bytes=1024, timeout_s=5)(scope, receive, None)
     assert seen[0] is receive and seen[1] is not receive  # off: the server's own receive
+
+
+async def feed(queue: asyncio.Queue, parts: int, size: int, every_s: float) -> None:
+    for i in range(parts):
+        await asyncio.sleep(every_s)
+        more = i < parts - 1
+        queue.put_nowait({"type": "http.request", "body": b"x" * size, "more_body": more})
+
+
+async def test_a_body_that_trickles_in_is_cut_by_the_pace_deadline():
+    """Each part comes well within the timeout, but the body as a whole too slowly."""
+    deadlines = BodyDeadlines(0.2)
+    queue, receive = channel()
+    timed = deadlines.timed(receive)
+    sender = asyncio.create_task(feed(queue, 100, 1, 0.05))
+    with pytest.raises(BodyTimeout, match=r"arrives too slowly: \d+ bytes in \d+ s"):
+        while (await timed())["more_body"]:
+            pass
+    sender.cancel()
+    assert not deadlines.waiting
+
+
+async def test_a_body_arriving_faster_than_the_minimum_pace_is_read_whole():
+    deadlines = BodyDeadlines(0.2)
+    queue, receive = channel()
+    timed = deadlines.timed(receive)
+    sender = asyncio.create_task(feed(queue, 30, 16 * 1024, 0.02))  # 800 KiB/s for 0.6 s
+    received = 0
+    while True:
+        message = await timed()
+        received += len(message["body"])
+        if not message["more_body"]:
+            break
+    await sender
+    assert received == 30 * 16 * 1024

@@ -4,11 +4,13 @@ SIGTERM tests)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
 
 import pytest
+import uvicorn
 
 from service.http import graceful
 from service.http.lifecycle import Phase
@@ -89,3 +91,23 @@ def test_listener_tools_decline_what_they_cannot_do():
     with socket.socket(socket.AF_UNIX) as unix:
         assert graceful.refuse_new_connections(unix) is False
         assert graceful.accept_queue_length(unix) is None
+
+
+@pytest.mark.parametrize(
+    ("sig", "started", "skips_lame_duck"),
+    [
+        (signal.SIGTERM, True, False),
+        (signal.SIGINT, True, True),
+        (signal.SIGTERM, False, True),  # while the models load: no one routes to it yet
+    ],
+)
+def test_the_lame_duck_is_for_a_server_that_listened_and_a_term_signal(
+    sig, started, skips_lame_duck
+):
+    from service.http.lifecycle import Lifecycle
+
+    server = graceful.GracefulServer(uvicorn.Config(app=None), Lifecycle(), lame_duck_s=5)
+    server.started = started
+    server.handle_exit(sig, None)
+    assert server._hurry is skips_lame_duck
+    assert server.lifecycle.phase is Phase.LAME_DUCK  # /health/ready says so either way

@@ -330,6 +330,11 @@ BAD_BODIES = [
     ("control char", _tensor(data=["a\x00b"]), "control characters"),
     ("lone surrogate", _tensor(data=["fine \ud800"]), "element 0 contains a lone UTF-16 surrogate"),
     (
+        "lone surrogate in the id",
+        b'{"id": "\\udc00", ' + _tensor()[1:],
+        "'id' contains a lone UTF-16 surrogate",
+    ),
+    (
         "invisible text",
         _tensor(data=["\u200b\ufeff"]),
         "element 0 is only whitespace and invisible",

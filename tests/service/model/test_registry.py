@@ -201,3 +201,39 @@ async def test_labels_that_are_not_polarities_score_by_the_predicted_label(tmp_p
             "calm",
             "glad",
         ]
+
+
+def _versions(root, name: str, *versions: str, promoted: str) -> None:
+    for version in versions:
+        (root / name / version).mkdir(parents=True)
+        (root / name / version / "manifest.json").write_text("{}")
+    (root / name / "PROMOTED").write_text(promoted + "\n")
+
+
+def test_workers_serve_the_versions_promoted_when_the_service_started(tmp_path):
+    """sentiment-serve reads each PROMOTED once for its workers: one that uvicorn restarts
+    after a promotion still serves what its siblings serve."""
+    from service.cli import promoted_versions
+    from service.model.registry import _locations
+    from service.settings import Settings
+
+    _versions(tmp_path, "sentiment-lstm", "n2", "n3", promoted="n2")
+    _versions(tmp_path, "sentiment-general", "g10", promoted="g10")
+    pins = promoted_versions(Settings(models_root=tmp_path))
+    assert pins == {"sentiment-general": "g10", "sentiment-lstm": "n2"}
+    (tmp_path / "sentiment-lstm" / "PROMOTED").write_text("n3\n")  # promoted meanwhile
+    worker = _locations(Settings(models_root=tmp_path, pinned_versions=pins))
+    assert worker["sentiment-lstm"]() == tmp_path / "sentiment-lstm" / "n2"
+    unpinned = _locations(Settings(models_root=tmp_path))
+    assert unpinned["sentiment-lstm"]() == tmp_path / "sentiment-lstm" / "n3"
+
+
+def test_a_pinned_version_is_a_version_name_not_a_path(tmp_path):
+    from service.errors import BundleError
+    from service.model.registry import _locations
+    from service.settings import Settings
+
+    _versions(tmp_path, "sentiment-lstm", "n2", promoted="n2")
+    worker = _locations(Settings(models_root=tmp_path, pinned_versions={"sentiment-lstm": ".."}))
+    with pytest.raises(BundleError, match="not a version name"):
+        worker["sentiment-lstm"]()
