@@ -34,7 +34,7 @@ def read_keys_file(path: Path) -> list[str]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", allow_inf_nan=False)
 
     # server
     host: str = "127.0.0.1"

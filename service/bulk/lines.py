@@ -39,6 +39,11 @@ def check_utf8(head: bytes, name: str) -> None:
                 f"{name} is {encoding} (it starts with a {encoding} byte-order mark); "
                 f"it must be UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8"
             )
+    if b"\x00" in head:  # text holds no NUL: each ASCII character of UTF-16/32 has some
+        raise UsageError(
+            f"{name} looks like UTF-16 or UTF-32 without a byte-order mark (NUL bytes at its "
+            "start); it must be UTF-8: convert it first, e.g. iconv -f UTF-16LE -t UTF-8"
+        )
 
 
 class Overlong(str):

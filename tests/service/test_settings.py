@@ -36,9 +36,14 @@ def refused(monkeypatch, capsys, **env: str) -> str:
         ("SENTIMENT_CORS_ORIGINS", "https://a.example/", "'https://a.example/' is not an origin"),
         ("SENTIMENT_CORS_ORIGINS", "a.example", "'a.example' is not an origin"),
         # before: timeouts that never fire
-        ("SENTIMENT_MAX_WAIT_MS", "inf", "SENTIMENT_MAX_WAIT_MS: Input should be less than or"),
+        ("SENTIMENT_MAX_WAIT_MS", "inf", "SENTIMENT_MAX_WAIT_MS: Input should be a finite number"),
         ("SENTIMENT_MAX_WAIT_MS", "1001", "SENTIMENT_MAX_WAIT_MS: Input should be less than or"),
         ("SENTIMENT_REQUEST_TIMEOUT_S", "1e12", "SENTIMENT_REQUEST_TIMEOUT_S: Input should be"),
+        (
+            "SENTIMENT_REQUEST_TIMEOUT_S",
+            "nan",
+            "SENTIMENT_REQUEST_TIMEOUT_S: Input should be a finite",
+        ),
         ("SENTIMENT_DRAIN_TIMEOUT_S", "inf", "SENTIMENT_DRAIN_TIMEOUT_S: Input should be"),
         ("SENTIMENT_BODY_TIMEOUT_S", "inf", "SENTIMENT_BODY_TIMEOUT_S: Input should be"),
         ("SENTIMENT_BODY_TIMEOUT_S", "3601", "SENTIMENT_BODY_TIMEOUT_S: Input should be"),

@@ -143,3 +143,11 @@ def test_utf16_and_utf32_files_are_refused(tmp_path, encoding, name, suffix):
     with pytest.raises(UsageError, match=f"in.{suffix} is {name} .* it must be UTF-8"):
         score(tmp_path, str(src), "-o", str(tmp_path / "out.csv"))
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_utf16_and_utf32_without_a_byte_order_mark_are_refused_too(tmp_path, encoding):
+    src = tmp_path / "in.csv"
+    src.write_bytes("id,text\n1,fine\n".encode(encoding))
+    with pytest.raises(UsageError, match=r"in\.csv looks like UTF-16 or UTF-32 without a byte"):
+        score(tmp_path, str(src), "-o", str(tmp_path / "out.csv"))
