@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from sentiment_core.bundle import promoted_bundle, unpromoted_models
+from sentiment_core.bundle import promoted_bundle, unpromoted_models, version_name
 from sentiment_core.manifest import read_manifest
 from service.errors import BundleError, NotFound, NotReady, ShuttingDown
 from service.metrics import Metrics
@@ -128,9 +128,7 @@ def _bundle_dir(models_root: Path, name: str, pinned: str | None) -> Path:
     or the one ``PROMOTED`` names now."""
     if pinned is None:
         return promoted_bundle(models_root, name)
-    if "/" in pinned or pinned in (".", ".."):
-        raise BundleError(f"pinned version {pinned!r} of model {name!r} is not a version name")
-    return models_root / name / pinned
+    return models_root / name / version_name(models_root, name, pinned)
 
 
 def _warn_unpromoted(models_root: Path) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 import threading
 from pathlib import Path
 
@@ -25,20 +24,7 @@ from sentiment_core.bundle import (
 )
 from sentiment_core.manifest import BundleError
 from sentiment_core.promote import main
-
-
-def _reads_unreadable_files() -> bool:
-    """Whether this process ignores file modes (root, or CAP_DAC_OVERRIDE)."""
-    with tempfile.NamedTemporaryFile() as f:
-        os.chmod(f.name, 0)
-        try:
-            open(f.name).close()
-        except PermissionError:
-            return False
-        return True
-
-
-not_as_root = pytest.mark.skipif(_reads_unreadable_files(), reason="root reads any file")
+from tests.support.permissions import not_as_root
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ the setting), and the values next to them that still start it."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import service.cli
 from service.settings import PROJECT_ROOT, Settings, read_keys_file
+from tests.support.permissions import not_as_root
 
 
 def refused(monkeypatch, capsys, **env: str) -> str:
@@ -120,7 +119,7 @@ def test_a_keys_file_that_holds_no_usable_key_stops_at_once(
     assert f"SENTIMENT_API_KEYS_FILE: {file} {message}" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
+@not_as_root
 def test_an_unreadable_keys_file_stops_at_once(monkeypatch, capsys, tmp_path):
     """Before: started, every call got 401, and an ERROR was logged every second."""
     file = tmp_path / "keys"

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from service.http.auth import ApiKeys, key_id
+from tests.support.permissions import not_as_root
 from tests.support.servers import POSITIVE_TEXT, make_settings, serve
 
 KEY, OTHER = "k-0123456789abcdef", "k-fedcba9876543210"
@@ -190,7 +191,7 @@ def test_a_file_rewritten_in_place_is_not_used_while_empty(tmp_path, monkeypatch
     assert keys.identify(OTHER) == key_id(OTHER) and keys.identify(KEY) is None
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 000")
+@not_as_root
 def test_an_unreadable_new_file_keeps_the_keys_until_it_is_made_readable(
     tmp_path, monkeypatch, caplog
 ):

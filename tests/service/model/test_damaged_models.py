@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,24 +14,11 @@ import pytest
 from sentiment_core.bundle import PROMOTED_FILE, sha256_file
 from service.cli import checked_settings
 from tests.support.bundles import promote_by_hand
+from tests.support.permissions import not_as_root
 from tests.support.servers import PROJECT_ROOT, copy_bundle, make_settings, serve
 
 COMMITTED = PROJECT_ROOT / "models"
 GENERAL, LSTM = "sentiment-general", "sentiment-lstm"
-
-
-def _reads_unreadable_files() -> bool:
-    """Whether this process ignores file modes (root, or CAP_DAC_OVERRIDE)."""
-    with tempfile.NamedTemporaryFile() as f:
-        os.chmod(f.name, 0)
-        try:
-            open(f.name).close()
-        except PermissionError:
-            return False
-        return True
-
-
-not_as_root = pytest.mark.skipif(_reads_unreadable_files(), reason="root reads any file")
 
 
 def committed_version(name: str) -> str:
