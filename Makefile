@@ -2,6 +2,7 @@
 #   make serve   — create .venv with the serving stack (no TensorFlow) and start the API
 #   make test    — create .venv with training + dev + vectors extras and run the test suite
 #                  (installs Debian's chromium + chromium-driver for the browser tests if missing)
+# `make bench*` installs Debian's wrk (the load generator) if missing: scripts/ensure_debian.sh.
 # Every install takes its versions from constraints.txt (the lock: what the tests ran on).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -42,7 +43,7 @@ serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted model
 test: $(VENV)/.dev ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	bash tests/browser/ensure_chromium.sh
+	bash scripts/ensure_debian.sh "chromium chromedriver" chromium chromium-driver
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A real Ray cluster on this machine (a head and a worker node, separate `ray start`
@@ -67,12 +68,15 @@ train: $(VENV)/.dev ## train a new version (TRAIN_ARGS="--config configs/general
 	$(BIN)/sentiment-train $(TRAIN_ARGS)
 
 bench: $(VENV)/.dev ## the full benchmark, ~9 min (BENCH_ARGS=...)
+	bash scripts/ensure_debian.sh wrk wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.dev ## the benchmark in under 3 minutes
+	bash scripts/ensure_debian.sh wrk wrk
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 bench-ray: $(VENV)/.ray ## one process against Ray Serve, and the Ray hop (needs wrk)
+	bash scripts/ensure_debian.sh wrk wrk
 	$(BIN)/python -m bench.ray $(BENCH_ARGS)
 
 containers: ## build both images and smoke-test them (podman where no Docker engine)

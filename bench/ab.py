@@ -29,7 +29,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.loadgen import have_wrk, run_load
+from bench.loadgen import pick_generator, run_load
 from bench.systems import System, parse_variant, prime, server_for, wait_idle
 from bench.workloads import by_name, sample_reviews, write_payloads
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     if systems[0].key == systems[1].key:
         parser.error("A and B need different names")
     (workload,) = by_name([args.workload])
-    generator = args.generator or ("wrk" if have_wrk() else "async")
+    generator = pick_generator(args.generator)
     bundle_dir = (args.bundle or Settings().resolved_model_dir()).resolve()
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         logs = Path(tmp)

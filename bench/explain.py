@@ -22,7 +22,7 @@ import statistics
 import threading
 from pathlib import Path
 
-from bench.loadgen import have_wrk, run_load
+from bench.loadgen import have_wrk, pick_generator, run_load
 from bench.procs import PROJECT_ROOT, Server, free_port, python
 from bench.workloads import sample_reviews
 
@@ -70,7 +70,7 @@ def start_server(folder: Path) -> Server:
 
 
 def load(url: str, bodies: Path, path: str, concurrency: int, seconds: float) -> dict:
-    generator = "wrk" if have_wrk() else "async"
+    generator = pick_generator(None)
     result = run_load(
         url, bodies, concurrency=concurrency, duration_s=seconds, generator=generator, path=path
     )

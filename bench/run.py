@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import report
-from bench.loadgen import have_wrk
+from bench.loadgen import have_wrk, pick_generator
 from bench.procs import code_fingerprint, git_commit
 from bench.systems import (
     DEFAULT_VARIANT,
@@ -142,9 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def options(args: argparse.Namespace, mode: Mode, logs: Path) -> dict:
     cores = os.cpu_count() or 1
     split = args.pin == "split" and cores > 1
-    generator = args.generator
-    if generator == "auto":
-        generator = "wrk" if have_wrk() else "async"
+    generator = pick_generator(args.generator)
     duration = args.duration if args.duration is not None else mode.duration_s
     return {
         "duration_s": duration,

@@ -1,7 +1,7 @@
 """A real browser for the page tests: Debian's Chromium, headless, driven by Selenium
 through Debian's chromedriver (no driver or browser download, ever).
 
-`make test` installs both (tests/browser/ensure_chromium.sh) when they are missing. If
+`make test` installs both (scripts/ensure_debian.sh) when they are missing. If
 the browser still cannot start, these tests fail and say why: they never skip quietly.
 Chromium starts with the switches that stop its background network calls, and every
 host name but 127.0.0.1 resolves to nothing, so a page that tried to load anything from
@@ -25,7 +25,7 @@ os.environ.setdefault("SE_AVOID_STATS", "true")
 
 INSTALL_HINT = (
     "the browser tests need Debian's chromium and chromium-driver: `make test` installs "
-    "them (tests/browser/ensure_chromium.sh), or run `apt-get install -y "
+    "them (scripts/ensure_debian.sh), or run `apt-get install -y "
     "--no-install-recommends chromium chromium-driver`"
 )
 CHROMIUM_FLAGS = (
