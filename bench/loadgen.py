@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import resource
 import shutil
@@ -36,13 +37,18 @@ def pick_generator(requested: str | None) -> str:
         return requested
     if have_wrk():
         return "wrk"
+    _warn_async_fallback()
+    return "async"
+
+
+@functools.cache  # once per process: bench.explain picks a generator for every phase
+def _warn_async_fallback() -> None:
     print(
         "bench: wrk not found, using the async Python load generator: it tops out near "
         "200 requests/s on 2 cores, so the figures measure it, not the server "
         "(`make bench` installs Debian's wrk; or apt-get install wrk)",
         file=sys.stderr,
     )
-    return "async"
 
 
 def _children_cpu() -> float:

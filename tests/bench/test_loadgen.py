@@ -18,9 +18,12 @@ def test_wrk_is_picked_where_installed(monkeypatch: pytest.MonkeyPatch, capsys) 
 
 def test_the_async_fallback_says_what_it_measures(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(loadgen.shutil, "which", lambda name: None)
+    loadgen._warn_async_fallback.cache_clear()
     assert loadgen.pick_generator("auto") == "async"
+    assert loadgen.pick_generator(None) == "async"
     warning = capsys.readouterr().err
     assert "wrk not found" in warning and "not the server" in warning
+    assert warning.count("wrk not found") == 1  # once per process, not once per phase
 
 
 def test_a_named_generator_is_kept(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
