@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import threading
 from pathlib import Path
 
 from bench.loadgen import have_wrk, pick_generator, run_load
-from bench.procs import PROJECT_ROOT, Server, free_port, python
+from bench.procs import start_service
 from bench.workloads import sample_reviews
 
 TOKENS = (195, 205)  # "a 200-token review"
@@ -57,16 +56,6 @@ def write_bodies(folder: Path) -> tuple[Path, Path]:
     predict = folder / "predict.jsonl"
     predict.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample_reviews(2000)))
     return explain, predict
-
-
-def start_server(folder: Path) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update(PYTHONPATH=str(PROJECT_ROOT), SENTIMENT_LOG_LEVEL="warning")
-    port = free_port()
-    command = [python(), "-m", "service.cli", "--host", "127.0.0.1", "--port", str(port)]
-    server = Server("service", command, env, port, folder / "server.log")
-    server.start()
-    return server
 
 
 def load(url: str, bodies: Path, path: str, concurrency: int, seconds: float) -> dict:
@@ -114,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args(argv)
     explain, predict = write_bodies(args.work)
-    server = start_server(args.work)
+    server = start_service(args.work)
     rounds = []
     try:
         url = server.url

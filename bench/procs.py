@@ -201,3 +201,15 @@ class Server:
 
 def python() -> str:
     return sys.executable
+
+
+def start_service(folder: Path, **settings: str) -> Server:
+    """The service on a free port with its default models, no SENTIMENT_* setting from
+    this environment, and ``settings`` (e.g. ``SENTIMENT_ADMIN_TOKEN="t"``); started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(PYTHONPATH=str(PROJECT_ROOT), SENTIMENT_LOG_LEVEL="warning", **settings)
+    port = free_port()
+    command = [python(), "-m", "service.cli", "--host", "127.0.0.1", "--port", str(port)]
+    server = Server("service", command, env, port, folder / "server.log")
+    server.start()
+    return server

@@ -153,6 +153,21 @@ def test_explain_bench_measures_both_endpoints_alone_and_together(tmp_path: Path
     assert "| both | /explain |" in done.stdout
 
 
+def test_swap_memory_swaps_every_served_model_under_load(tmp_path: Path) -> None:
+    out = tmp_path / "swap-memory.json"
+    done = run_module("bench.swap_memory", "--swaps", "2", "--pause-s", "0", "--out", str(out))
+    result = json.loads(out.read_text())
+    promoted = sorted(
+        f"{p.parent.name}/{p.read_text().strip()}" for p in ROOT.glob("models/*/PROMOTED")
+    )
+    assert sorted(result["models"]) == promoted
+    assert result["errors"] == 0 and result["requests"] > 0, result
+    peaks = result["peak_rss_mb"]
+    assert len(peaks["after_each_swap"]) == 2
+    assert 0 < peaks["ready"] <= peaks["under_load"] <= result["peak_rss_mb_max"]
+    assert "2 swaps under batch64-c4" in done.stdout
+
+
 def test_model_cost_measures_binary_and_three_class_bundles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
