@@ -8,17 +8,7 @@ import pytest
 import service.cli
 from service.settings import PROJECT_ROOT, Settings, read_keys_file
 from tests.support.permissions import not_as_root
-
-
-def refused(monkeypatch, capsys, **env: str) -> str:
-    """The one line ``sentiment-serve`` prints when it exits 2 for ``env``."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    with pytest.raises(SystemExit) as exit_info:
-        service.cli.checked_settings({})
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
-    return err
+from tests.support.settings import refused
 
 
 @pytest.mark.parametrize(
