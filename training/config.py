@@ -18,7 +18,7 @@ POOLINGS = ("last", "last+mean+max")
 TRUNCATIONS = ("head", "tail", "head+tail")
 HEADS = ("auto", "sigmoid", "softmax")
 CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
-VECTORS = ("none", "glove-6b-50d")
+VECTORS = ("none", "glove-6b-50d", "wordllama-l2", "glove-6b-50d+wordllama-l2")
 PRETRAIN_OTHER = ("predict", "mask")
 FINETUNE_HEADS = ("zeros", "random")
 PRETRAIN_TRANSFER = ("encoder", "embedding")
@@ -124,7 +124,7 @@ class Config:
     # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
     vectors: str = _opt(
         "none",
-        "initialise the embedding rows of the words that have a pretrained vector (GloVe 6B: needs the `vectors` extra; the bundle does not); none: random init",
+        "initialise the embedding rows of the words that have a pretrained vector: GloVe 6B 50d, WordLlama's Llama 2 subword embeddings (every word has one), or GloVe in the first 50 dimensions and WordLlama in the rest (needs the `vectors` extra; the bundle does not); none: random init",
         VECTORS,
     )
     pretrain: bool = _opt(

@@ -51,10 +51,10 @@ def initial_weights(
     weights: Weights = {}
     report: dict = {}
     if cfg.vectors != "none":
-        from training.vectors import embedding_init, load_vectors
+        from training.vectors import embedding_init, load_sources
 
         random_init = _random_embedding(model_cfg, cfg.seed)
-        matrix, report["vectors"] = embedding_init(load_vectors(cfg.vectors), vocab, random_init)
+        matrix, report["vectors"] = embedding_init(load_sources(cfg.vectors), vocab, random_init)
         weights["embedding"] = [matrix]
         found = report["vectors"]["found"]
         log(f"vectors {cfg.vectors}: {found:,} of {len(vocab) - 2:,} words initialised")

