@@ -61,19 +61,20 @@ class SubwordVectors:
 def load_wordllama(name: str) -> SubwordVectors:
     from training.vectors import VectorsError
 
-    spec = importlib.util.find_spec(PACKAGE)
+    def missing(package: str | None) -> VectorsError:
+        return VectorsError(
+            f"--vectors {name} needs the vectors extra (missing: {package}); "
+            "pip install -e '.[train,vectors]'"
+        )
+
     try:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
     except ImportError as exc:
-        spec, missing = None, exc.name
-    else:
-        missing = PACKAGE
+        raise missing(exc.name) from None
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise VectorsError(
-            f"--vectors {name} needs the vectors extra (missing: {missing}); "
-            "pip install -e '.[train,vectors]'"
-        )
+        raise missing(PACKAGE)
     root = Path(spec.submodule_search_locations[0])
     tensors = load_file(str(root / WEIGHTS))
     if len(tensors) != 1:

@@ -176,3 +176,14 @@ def test_the_card_lines_name_each_source_and_pass_on_its_notice():
         "dimensions (glove-6b-50d 97 words, 50 dims; wordllama-l2 100 words, 78 dims)"
     )
     assert notice == NOTICES["wordllama-l2"] and "Llama 2" in notice
+
+
+def test_without_the_wordllama_package_the_error_names_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "wordllama" else real(name)
+    )
+    with pytest.raises(VectorsError, match=r"missing: wordllama\)"):
+        load_vectors("wordllama-l2")
