@@ -26,10 +26,14 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sentiment_core.tokenizer import normalizer
+
+if TYPE_CHECKING:
+    from training.subword_vectors import SubwordVectors
 
 # name → (package, array file, index file)
 SOURCES = {
@@ -72,12 +76,12 @@ class WordVectors:
         return None
 
 
-def load_sources(spec: str) -> list:
+def load_sources(spec: str) -> list[WordVectors | SubwordVectors]:
     """Every source of a ``--vectors`` value ("a" or "a+b"), in order."""
     return [load_vectors(name) for name in spec.split("+")]
 
 
-def load_vectors(name: str):
+def load_vectors(name: str) -> WordVectors | SubwordVectors:
     """One source: ``WordVectors`` (a word list) or ``SubwordVectors`` (composed)."""
     if name in SUBWORD_SOURCES:
         from training.subword_vectors import load_wordllama
@@ -112,25 +116,29 @@ def normalised_index(words: list[str]) -> dict[str, int]:
     return index
 
 
-def embedding_init(vectors, vocab: dict[str, int], initial: np.ndarray) -> tuple[np.ndarray, dict]:
+def embedding_init(
+    vectors: WordVectors | SubwordVectors | list[WordVectors | SubwordVectors],
+    vocab: dict[str, int],
+    initial: np.ndarray,
+) -> tuple[np.ndarray, dict]:
     """``initial`` (the random init) with the rows of words that have a vector replaced, and
     a report: how many words were found, exactly or as contractions. ``vectors``: one source,
     or a list of sources that fill consecutive dimensions (the report then lists each)."""
     out = np.array(initial, dtype=np.float32, copy=True)
     if not isinstance(vectors, list | tuple):
-        return out, _fill(vectors, vocab, out, 0)
-    parts, start, found = [], 0, np.zeros(len(out), bool)
+        return out, _fill(vectors, vocab, out, 0)[0]
+    parts, start, found = [], 0, set()
     for source in vectors:
-        before = out.copy()
-        parts.append(_fill(source, vocab, out, start))
-        found |= (out != before).any(axis=1)
-        start += parts[-1]["dims_from_vectors"]
+        report, rows = _fill(source, vocab, out, start)
+        parts.append(report)
+        found.update(rows)
+        start += report["dims_from_vectors"]
     report = {
         "vectors": "+".join(p["vectors"] for p in parts),
         "dims_from_vectors": start,
         "embedding_dim": out.shape[1],
         "words": len(vocab) - 2,
-        "found": int(found.sum()),
+        "found": len(found),
         "parts": parts,
     }
     return out, report
@@ -154,11 +162,14 @@ def describe(report: dict) -> list[str]:
     ]
 
 
-def _fill(vectors, vocab: dict[str, int], out: np.ndarray, start: int) -> dict:
-    """Rows of ``out`` from dimension ``start`` on, in place, from one source."""
+def _fill(
+    vectors: WordVectors | SubwordVectors, vocab: dict[str, int], out: np.ndarray, start: int
+) -> tuple[dict, list[int]]:
+    """Rows of ``out`` from dimension ``start`` on, in place, from one source: its report
+    and the rows it filled."""
     if start >= out.shape[1]:  # the sources before it took every dimension
         return {"vectors": vectors.name, "dims_from_vectors": 0, "embedding_dim": out.shape[1],
-                "words": len(vocab) - 2, "found": 0}  # fmt: skip
+                "words": len(vocab) - 2, "found": 0}, []  # fmt: skip
     if hasattr(vectors, "of_words"):  # composed from subwords: every word has a vector
         width = min(out.shape[1] - start, vectors.dim)
         # In id order: the tokenizer's vocabulary is a hash map, and the scale (a mean over
@@ -167,14 +178,14 @@ def _fill(vectors, vocab: dict[str, int], out: np.ndarray, start: int) -> dict:
         matrix = vectors.of_words(words, width)
         rows = [vocab[w] for w in words]
         out[rows, start : start + width] = matrix
-        found = int((matrix != 0).any(axis=1).sum())
-        return {"vectors": vectors.name, "dims_from_vectors": width,
-                "embedding_dim": out.shape[1], "words": len(words), "found": found}  # fmt: skip
+        filled = [row for row, vector in zip(rows, matrix, strict=True) if vector.any()]
+        return {"vectors": vectors.name, "dims_from_vectors": width, "embedding_dim": out.shape[1],
+                "words": len(words), "found": len(filled)}, filled  # fmt: skip
     dim = out.shape[1] - start
     table = vectors.matrix if dim >= vectors.dim else _principal(vectors.matrix, dim)
     source = WordVectors(vectors.name, vectors.words, table)
     width = min(dim, table.shape[1])
-    found = contractions = 0
+    filled, contractions = [], 0
     for word, row in vocab.items():
         if row < 2:  # [PAD] and [UNK] keep theirs
             continue
@@ -182,16 +193,17 @@ def _fill(vectors, vocab: dict[str, int], out: np.ndarray, start: int) -> dict:
         if vector is None:
             continue
         out[row, start : start + width] = vector[:width]
-        found += 1
+        filled.append(row)
         contractions += word not in source.words
-    return {
+    report = {
         "vectors": vectors.name,
         "dims_from_vectors": width,
         "embedding_dim": out.shape[1],
         "words": len(vocab) - 2,
-        "found": found,
+        "found": len(filled),
         "found_as_contraction": contractions,
     }
+    return report, filled
 
 
 def _principal(matrix: np.ndarray, dim: int) -> np.ndarray:
