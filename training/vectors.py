@@ -133,15 +133,8 @@ def embedding_init(
         parts.append(report)
         found.update(rows)
         start += report["dims_from_vectors"]
-    report = {
-        "vectors": "+".join(p["vectors"] for p in parts),
-        "dims_from_vectors": start,
-        "embedding_dim": out.shape[1],
-        "words": len(vocab) - 2,
-        "found": len(found),
-        "parts": parts,
-    }
-    return out, report
+    name = "+".join(p["vectors"] for p in parts)
+    return out, _report(name, start, out, len(vocab) - 2, len(found), parts=parts)
 
 
 def describe(report: dict) -> list[str]:
@@ -168,8 +161,7 @@ def _fill(
     """Rows of ``out`` from dimension ``start`` on, in place, from one source: its report
     and the rows it filled."""
     if start >= out.shape[1]:  # the sources before it took every dimension
-        return {"vectors": vectors.name, "dims_from_vectors": 0, "embedding_dim": out.shape[1],
-                "words": len(vocab) - 2, "found": 0}, []  # fmt: skip
+        return _report(vectors.name, 0, out, len(vocab) - 2, 0), []
     if hasattr(vectors, "of_words"):  # composed from subwords: every word has a vector
         width = min(out.shape[1] - start, vectors.dim)
         # In id order: the tokenizer's vocabulary is a hash map, and the scale (a mean over
@@ -179,8 +171,7 @@ def _fill(
         rows = [vocab[w] for w in words]
         out[rows, start : start + width] = matrix
         filled = [row for row, vector in zip(rows, matrix, strict=True) if vector.any()]
-        return {"vectors": vectors.name, "dims_from_vectors": width, "embedding_dim": out.shape[1],
-                "words": len(words), "found": len(filled)}, filled  # fmt: skip
+        return _report(vectors.name, width, out, len(words), len(filled)), filled
     dim = out.shape[1] - start
     table = vectors.matrix if dim >= vectors.dim else _principal(vectors.matrix, dim)
     source = WordVectors(vectors.name, vectors.words, table)
@@ -195,15 +186,15 @@ def _fill(
         out[row, start : start + width] = vector[:width]
         filled.append(row)
         contractions += word not in source.words
-    report = {
-        "vectors": vectors.name,
-        "dims_from_vectors": width,
-        "embedding_dim": out.shape[1],
-        "words": len(vocab) - 2,
-        "found": len(filled),
-        "found_as_contraction": contractions,
-    }
+    report = _report(vectors.name, width, out, len(vocab) - 2, len(filled),
+                     found_as_contraction=contractions)  # fmt: skip
     return report, filled
+
+
+def _report(name: str, dims: int, out: np.ndarray, words: int, found: int, **extra) -> dict:
+    """One source's (or the combined) report: what filled how many of ``out``'s dims."""
+    return {"vectors": name, "dims_from_vectors": dims, "embedding_dim": out.shape[1],
+            "words": words, "found": found, **extra}  # fmt: skip
 
 
 def _principal(matrix: np.ndarray, dim: int) -> np.ndarray:
