@@ -120,7 +120,8 @@ class Config:
         "after training: temperature scaling fit on the validation rows and folded into the output layer (probabilities calibrated, labels unchanged), or none",
         CALIBRATIONS,
     )
-    seed: int = _opt(1337, "random seed (splits, subsets, sampling, initialisation, batch order)")
+    seed: int = _opt(1337, "random seed (splits, subsets, sampling; and what --init-seed seeds)")
+    init_seed: int = _opt(0, "seed of initial weights, dropout and batch order only (0: --seed)")
     # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
     vectors: str = _opt(
         "none",
@@ -218,6 +219,8 @@ class Config:
             f"--{name.replace('_', '-')} must be at least {least}"
             for name, least in (
                 ("limit", 0),
+                ("seed", 0),  # numpy's generators take no negative seed
+                ("init_seed", 0),
                 ("vocab_size", 3),  # [PAD], [UNK] and at least one word
                 ("max_length", 1),
                 ("embedding_dim", 1),

@@ -251,6 +251,8 @@ def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
         (["--max-length", "0"], "--max-length must be at least 1"),
         (["--vocab-size", "2"], "--vocab-size must be at least 3"),
         (["--limit", "-5"], "--limit must be at least 0"),
+        (["--seed", "-1"], "--seed must be at least 0"),
+        (["--init-seed", "-2"], "--init-seed must be at least 0"),
         (["--parity-texts", "0"], "--parity-texts must be at least 1"),
         (["--val-fraction", "1.5"], "--val-fraction must be at least 0 and below 1"),
         (["--dropout", "1"], "--dropout must be at least 0 and below 1"),

@@ -198,6 +198,24 @@ def test_refreshing_the_card_rewrites_only_the_card(bundle_dir, tmp_path, capsys
     assert "metrics.json: sha256" in capsys.readouterr().err
 
 
+def test_another_init_seed_trains_other_weights_on_the_same_splits(bundle_dir):
+    """--init-seed: a seed study's runs share their rows, so their validation losses compare."""
+    data = bundle_dir.parents[2]
+    args = ["--config", str(data / "shop.toml"), "--models-dir", str(data / "models")]
+    assert main([*args, "--version", "t2", "--init-seed", "2", "--no-quantize"]) == 0
+    other = bundle_dir.parent / "t2"
+    first, second = (json.loads((b / "manifest.json").read_text()) for b in (bundle_dir, other))
+    assert (
+        second["hyperparameters"]["init_seed"] == 2 and first["hyperparameters"]["init_seed"] == 0
+    )
+    # The tokenizer is built from the training rows alone: the same file, the same rows.
+    assert first["files"]["tokenizer.json"] == second["files"]["tokenizer.json"]
+    for split in ("validation", "test"):
+        sizes = [m["metrics"]["sources"]["shop"][split]["n"] for m in (first, second)]
+        assert sizes[0] == sizes[1] > 0, split
+    assert first["files"]["keras.weights.h5"] != second["files"]["keras.weights.h5"]
+
+
 def test_a_parity_failure_stops_the_job_with_no_bundle(tmp_path, monkeypatch, capsys):
     """ORT and Keras disagreeing (injected on the Keras side) exits 2 and leaves nothing."""
     import training.export
