@@ -121,7 +121,7 @@ class Config:
         CALIBRATIONS,
     )
     seed: int = _opt(1337, "random seed (splits, subsets, sampling; and what --init-seed seeds)")
-    init_seed: int = _opt(0, "seed of initial weights, dropout and batch order only (0: --seed)")
+    init_seed: int = _opt(0, "seed of weights, dropout, batch order only (0 or --seed: that run)")
     # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
     vectors: str = _opt(
         "none",
@@ -211,6 +211,11 @@ class Config:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def weights_seed(self) -> int:
+        """What seeds the initial weights, dropout and batch order (--init-seed, else --seed)."""
+        return self.init_seed or self.seed
+
     def problems(self) -> list[str]:
         """Values out of range (the types and choices are checked when read)."""
         if not_finite := self._not_finite():
@@ -239,9 +244,8 @@ class Config:
             )
             if getattr(self, name) < least
         ]
-        if not 0 <= self.val_fraction < 1:
-            out.append("--val-fraction must be at least 0 and below 1")
-        for name in ("embedding_dropout", "dropout"):
+        for name in ("val_fraction", "embedding_dropout", "dropout", "pretrain_heldout",
+                     "average_weights"):  # fmt: skip
             if not 0 <= getattr(self, name) < 1:
                 out.append(f"--{name.replace('_', '-')} must be at least 0 and below 1")
         if self.learning_rate <= 0:
@@ -252,10 +256,6 @@ class Config:
             out.append("--weight-decay must be at least 0")
         if not 0 < self.pretrain_target_share <= 1:
             out.append("--pretrain-target-share must be in (0, 1]")
-        if not 0 <= self.pretrain_heldout < 1:
-            out.append("--pretrain-heldout must be in [0, 1)")
-        if not 0 <= self.average_weights < 1:
-            out.append("--average-weights must be in [0, 1)")
         if self.ngram_buckets and self.ngram_buckets < 2 * self.vocab_size:
             out.append("--ngram-buckets must be 0 (off) or at least twice --vocab-size")
         if self.finetune_lr_ratio <= 0:

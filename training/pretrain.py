@@ -53,7 +53,7 @@ def initial_weights(
     if cfg.vectors != "none":
         from training.vectors import embedding_init, load_sources
 
-        random_init = _random_embedding(model_cfg, cfg.init_seed or cfg.seed)
+        random_init = _random_embedding(model_cfg, cfg.weights_seed)
         matrix, report["vectors"] = embedding_init(load_sources(cfg.vectors), vocab, random_init)
         weights["embedding"] = [matrix]
         found = report["vectors"]["found"]
@@ -100,7 +100,7 @@ def cache_inputs(cfg: Config, model_cfg: ModelConfig, texts, vocab, init: Weight
             for k in ("vocab_size", "embedding_dim", "units", "cell", "bidirectional")
         },
         "lm": lm_settings(cfg),
-        "seed": cfg.init_seed or cfg.seed,
+        "seed": cfg.weights_seed,
         "initial_embedding": (
             pretrain_cache.array_digest(init["embedding"][0]) if "embedding" in init else None
         ),
@@ -146,7 +146,7 @@ def pretrain_encoder(
 def _pretrain(cfg: Config, model_cfg: ModelConfig, model, texts, ids, log: Callable) -> dict:
     from training.lm_model import directions, train_lm
 
-    rng = np.random.default_rng(cfg.init_seed or cfg.seed)
+    rng = np.random.default_rng(cfg.weights_seed)
     held = rng.random(len(texts)) < cfg.pretrain_heldout
     windows = cut_windows([s for s, h in zip(ids, held, strict=True) if not h], cfg.pretrain_window)
     heldout = cut_windows([s for s, h in zip(ids, held, strict=True) if h], cfg.pretrain_window)

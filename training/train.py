@@ -75,7 +75,7 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
     from training.report import evaluate_bundle
 
     started = time.monotonic()
-    keras.utils.set_random_seed(cfg.init_seed or cfg.seed)
+    keras.utils.set_random_seed(cfg.weights_seed)
     rng = np.random.default_rng(cfg.seed)  # subsets, sampling, then batch order
     log = _logger(work_dir / "train.log")
     log(f"config: {cfg.as_dict()}")
@@ -84,8 +84,8 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
 
     # -- 2. data -----------------------------------------------------------------------
     corpus = _load_data(cfg, plan, rng, log)
-    if cfg.init_seed:  # the same rows and splits as --seed's run; other weights and batches
-        rng = np.random.default_rng(cfg.init_seed)
+    if cfg.weights_seed != cfg.seed:  # --seed's rows and splits; other weights and batches
+        rng = np.random.default_rng(cfg.weights_seed)
 
     # -- 3. tokenizer, encoded rows, loss weights ------------------------------------------
     encoder, splits, class_weights = _encode(cfg, plan, corpus, work_dir, log)

@@ -16,6 +16,7 @@ pytest.importorskip("tensorflow")
 
 from service.model.loader import load_bundle
 from tests.support.servers import make_settings, serve
+from training.config import Config
 from training.train import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
@@ -214,6 +215,20 @@ def test_another_init_seed_trains_other_weights_on_the_same_splits(bundle_dir):
         sizes = [m["metrics"]["sources"]["shop"][split]["n"] for m in (first, second)]
         assert sizes[0] == sizes[1] > 0, split
     assert first["files"]["keras.weights.h5"] != second["files"]["keras.weights.h5"]
+
+
+def test_init_seed_equal_to_seed_is_the_seed_run(bundle_dir):
+    """--init-seed set to --seed's value trains the default run again: the same loss at
+    every epoch and the same test figures (a seed study can name its first run)."""
+    data = bundle_dir.parents[2]
+    args = ["--config", str(data / "shop.toml"), "--models-dir", str(data / "models")]
+    seed = str(Config().seed)  # the config sets none: the default
+    assert main([*args, "--version", "t3", "--init-seed", seed, "--no-quantize"]) == 0
+    runs = [
+        json.loads((b / "metrics.json").read_text()) for b in (bundle_dir, bundle_dir.parent / "t3")
+    ]
+    assert runs[0]["training"]["history"] == runs[1]["training"]["history"]
+    assert runs[0]["sources"]["shop"]["test"] == runs[1]["sources"]["shop"]["test"]
 
 
 def test_a_parity_failure_stops_the_job_with_no_bundle(tmp_path, monkeypatch, capsys):
