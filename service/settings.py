@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     grouped_runs: bool = Field(
         True, description="several length groups per onnxruntime call; off: one call each"
     )
+    shared_arena: bool = Field(
+        True, description="one onnxruntime memory arena for all sessions; off: one per session"
+    )
     pin_inference_threads: Literal["auto", "on", "off"] = Field(
         "auto",
         description="pin each inference thread to its own CPU; auto: when there are no more "

@@ -107,6 +107,7 @@ class GroupedScorer(Scorer):
         plain: ort.InferenceSession,
         weights: dict[str, ort.OrtValue],
         intra_op_threads: int,
+        shared_arena: bool = False,
     ):
         """``weights``: from ``shared_weights(model)``; ``plain`` borrows them too."""
         super().__init__(plain, model.graph.input[0].name, weights)
@@ -115,7 +116,7 @@ class GroupedScorer(Scorer):
         self._dummy = np.ones((1, 1), dtype=dtype)
         self._sessions: dict[int, tuple[ort.InferenceSession, list[str]]] = {}
         for count in GROUP_COUNTS:
-            options = session_options(intra_op_threads)
+            options = session_options(intra_op_threads, shared_arena)
             # Every call brings a new combination of shapes: memory plans cached per
             # combination would never be reused, only accumulate.
             options.enable_mem_pattern = False
@@ -145,7 +146,7 @@ class GroupedScorer(Scorer):
         return outputs
 
 
-def grouped_scorer(path: Path, intra_op_threads: int) -> Scorer:
+def grouped_scorer(path: Path, intra_op_threads: int, shared_arena: bool = False) -> Scorer:
     """A ``GroupedScorer`` for the model at ``path``, or a plain ``Scorer`` if its graph
     cannot be replicated (scores are the same either way, only speed differs)."""
     try:
@@ -153,11 +154,11 @@ def grouped_scorer(path: Path, intra_op_threads: int) -> Scorer:
         weights = shared_weights(model)
     except Exception as exc:  # onnxruntime will say what is wrong with the file, if anything
         log.warning("one onnxruntime call per group for %s (%s)", path.name, exc)
-        session = open_session(path, intra_op_threads)
+        session = open_session(path, intra_op_threads, shared_arena=shared_arena)
         return Scorer(session, session.get_inputs()[0].name)
-    plain = open_session(path, intra_op_threads, weights)
+    plain = open_session(path, intra_op_threads, weights, shared_arena)
     try:
-        return GroupedScorer(model, plain, weights, intra_op_threads)
+        return GroupedScorer(model, plain, weights, intra_op_threads, shared_arena)
     except Exception as exc:  # an unusual graph (subgraphs, several inputs): run it plainly
         log.warning("one onnxruntime call per group for %s (%s)", path.name, exc)
         return Scorer(plain, model.graph.input[0].name, weights)  # (``plain`` borrows them)

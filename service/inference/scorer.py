@@ -7,6 +7,7 @@ inference threads share one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,20 +21,49 @@ from service.inference.packing import pack_by_length
 Group = Sequence[Sequence[int]]  # one length group: the token ids of its texts
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def register_shared_arena() -> None:
+    """Register one CPU memory arena with onnxruntime's environment (once per process).
+
+    Why: each session's own arena keeps the memory of the largest run it has seen, and a
+    model has four sessions (``grouped.py``); sessions that opt in (``shared_arena``)
+    draw from this one instead, so the process keeps only what its concurrent runs need.
+    """
+    global _arena_registered
+    with _arena_lock:
+        if _arena_registered:
+            return
+        cpu = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        ort.create_and_register_allocator(cpu, ort.OrtArenaCfg({}))
+        _arena_registered = True
+
+
+def session_options(intra_op_threads: int, shared_arena: bool = False) -> ort.SessionOptions:
+    """``shared_arena``: allocate from the process's one arena (``register_shared_arena``)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if shared_arena:
+        register_shared_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
     return options
 
 
 def open_session(
-    path: Path, intra_op_threads: int, weights: dict[str, ort.OrtValue] | None = None
+    path: Path,
+    intra_op_threads: int,
+    weights: dict[str, ort.OrtValue] | None = None,
+    shared_arena: bool = False,
 ) -> ort.InferenceSession:
     """A CPU session; ``weights`` are initializers it borrows instead of copying."""
-    options = session_options(intra_op_threads)
+    options = session_options(intra_op_threads, shared_arena)
     for name, value in (weights or {}).items():
         options.add_initializer(name, value)
     try:

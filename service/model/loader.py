@@ -36,6 +36,7 @@ class Speedups:
     vocab_table: bool = True
     encode_on_loop: bool = True
     grouped_runs: bool = True
+    shared_arena: bool = True
 
 
 @dataclass(frozen=True)
@@ -140,16 +141,17 @@ def _load(bundle_dir: Path, variant: str, intra_op_threads: int, speedups: Speed
         vocab_table=speedups.vocab_table,
         on_loop=speedups.encode_on_loop,
     )
-    scorer = _scorer(bundle_dir / model_file, manifest, intra_op_threads, speedups.grouped_runs)
+    scorer = _scorer(bundle_dir / model_file, manifest, intra_op_threads, speedups)
     return Bundle(bundle_dir, manifest, encoder, scorer, variant)
 
 
-def _scorer(path: Path, manifest: Manifest, intra_op_threads: int, grouped: bool) -> Scorer:
-    if grouped:
+def _scorer(path: Path, manifest: Manifest, intra_op_threads: int, speedups: Speedups) -> Scorer:
+    shared = speedups.shared_arena
+    if speedups.grouped_runs:
         from service.inference.grouped import grouped_scorer
 
-        return grouped_scorer(path, intra_op_threads)
-    return Scorer(open_session(path, intra_op_threads), manifest.input.name)
+        return grouped_scorer(path, intra_op_threads, shared)
+    return Scorer(open_session(path, intra_op_threads, shared_arena=shared), manifest.input.name)
 
 
 def self_check(bundle: Bundle) -> None:

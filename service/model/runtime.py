@@ -175,6 +175,7 @@ def speedups(s: Settings) -> Speedups:
         vocab_table=s.vocab_table,
         encode_on_loop=s.encode_on_loop,
         grouped_runs=s.grouped_runs,
+        shared_arena=s.shared_arena,
     )
 
 

@@ -12,6 +12,7 @@ from service.encoding.python_path import PythonPathEncoder
 from service.inference.grouped import GroupedScorer
 from service.inference.scorer import Scorer
 from tests.support.servers import make_settings, serve
+from tests.support.sessions import sessions_of, uses_shared_arena
 
 ALL_OFF = {
     "fast_path": False,
@@ -19,6 +20,7 @@ ALL_OFF = {
     "vocab_table": False,
     "encode_on_loop": False,
     "grouped_runs": False,
+    "shared_arena": False,
     "pin_inference_threads": "off",
 }
 ODD_TEXTS = [
@@ -58,6 +60,8 @@ async def test_all_speedups_off_answers_as_all_on(requests_to_compare):
     assert isinstance(fast[2].encoder, PythonPathEncoder)
     assert isinstance(fast[2].scorer, GroupedScorer)
     assert type(plain[2].encoder) is Encoder and type(plain[2].scorer) is Scorer
+    assert all(uses_shared_arena(s) for s in sessions_of(fast[2].scorer))
+    assert not uses_shared_arena(plain[2].scorer.session)
     assert fast[1] == plain[1]  # /tokenize: ids, tokens and flags exactly
     for got, want in zip(fast[0], plain[0], strict=True):
         assert got["model"] == want["model"]
