@@ -5,6 +5,7 @@ or one per session, with the same scores either way. What it saves is measured b
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -38,13 +39,17 @@ def test_the_shared_arena_gives_the_per_session_arenas_scores(bundle_dir, texts,
     assert np.array_equal(shared.outputs(ids), own.outputs(ids))  # bit for bit
 
 
-def test_two_models_draw_from_the_one_arena(bundle_dir, texts):
+def test_two_models_on_the_one_arena_score_as_alone_from_four_threads(bundle_dir, texts):
     general_dir = Settings(models=["sentiment-general"]).resolved_model_dir()
-    binary, general = load_bundle(bundle_dir), load_bundle(general_dir)
-    for bundle in (binary, general):
-        assert all(uses_shared_arena(s) for s in sessions_of(bundle.scorer))
-        scores = bundle.score_texts(texts)
-        assert len(scores) == len(texts)
+    alone = Speedups(shared_arena=False)
+    pairs = [(load_bundle(d), load_bundle(d, speedups=alone)) for d in (bundle_dir, general_dir)]
+    ids = [shared.encoder.encode_ids(texts * 3) for shared, _ in pairs]
+    with ThreadPoolExecutor(4) as pool:  # both models' runs in flight on the arena at once
+        got = list(pool.map(lambda k: pairs[k % 2][0].outputs(ids[k % 2]), range(12)))
+    for k, out in enumerate(got):
+        shared, own = pairs[k % 2]
+        assert all(uses_shared_arena(s) for s in sessions_of(shared.scorer))
+        assert np.array_equal(out, own.outputs(ids[k % 2]))
 
 
 def test_the_arena_is_registered_once_however_often_asked():
