@@ -88,7 +88,14 @@ def test_every_speed_up_has_a_switch_that_defaults_on():
     from service.settings import Settings
 
     defaults = Settings.model_fields
-    switches = ("fast_path", "python_encoder", "vocab_table", "encode_on_loop", "grouped_runs")
-    for switch in (*switches, "shared_arena"):
+    switches = (
+        "fast_path",
+        "python_encoder",
+        "vocab_table",
+        "encode_on_loop",
+        "grouped_runs",
+        "shared_arena",
+    )
+    for switch in switches:
         assert defaults[switch].default is True, switch
     assert defaults["pin_inference_threads"].default == "auto"
