@@ -2,7 +2,8 @@
 
 The same bundle loader (hashes verified, self-check), encoder, length groups
 (``packing.pack_by_length``), onnxruntime session options, grouped runs and thread
-pinning as ``sentiment-serve``, from the same ``SENTIMENT_*`` settings. The calling
+pinning as ``sentiment-serve``, from the same ``SENTIMENT_*`` settings (one default differs:
+``bulk_speedups``). The calling
 thread reads, encodes and writes; a pool of inference threads (one per usable CPU by
 default) runs the length groups, up to ``GROUP_COUNTS[-1]`` per onnxruntime call.
 ``submit`` returns at once, so the next chunk is read and encoded while this one is scored.
@@ -11,7 +12,7 @@ default) runs the length groups, up to ``GROUP_COUNTS[-1]`` per onnxruntime call
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from service.bulk.rows import Scored
 from service.inference.affinity import should_pin, thread_pinner, usable_cpus
 from service.inference.grouped import GROUP_COUNTS
 from service.inference.packing import pack_by_length
-from service.model.loader import Bundle, load_bundle
+from service.model.loader import Bundle, Speedups, load_bundle
 from service.model.runtime import speedups
 from service.settings import Settings
 
@@ -31,6 +32,18 @@ GROUPS_PER_CALL = GROUP_COUNTS[-1]
 # The run's first texts go to the inference threads on their own, so that they start
 # at once rather than idle while a whole first chunk is encoded.
 HEAD_START = 256
+
+
+def bulk_speedups(settings: Settings) -> Speedups:
+    """The service's speed-ups, but per-session arenas unless SENTIMENT_SHARED_ARENA is set.
+
+    Why: a scoring run loads one model, so the shared arena saves little memory there, and
+    it cost ``sentiment-score`` about 2% of its rate (docs/performance.md, Step 9).
+    """
+    chosen = speedups(settings)
+    if "shared_arena" not in settings.model_fields_set:
+        chosen = replace(chosen, shared_arena=False)
+    return chosen
 
 
 @dataclass
@@ -48,7 +61,7 @@ class LocalScorer:
                 folder,
                 variant=settings.model_variant,
                 intra_op_threads=settings.intra_op_threads,
-                speedups=speedups(settings),
+                speedups=bulk_speedups(settings),
             )
         except BundleError as exc:  # tampered, incomplete, fails its self-check
             raise UsageError(f"the bundle {folder} cannot be used: {exc}") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 
 from service.bulk.local import LocalScorer
@@ -13,6 +14,7 @@ from service.bulk.ray_data import BatchScorer, Layout
 from service.settings import Settings
 from tests.service.bulk.test_formats import read_csv, score
 from tests.support.servers import BINARY_MODEL, NEGATIVE_TEXT, POSITIVE_TEXT
+from tests.support.sessions import sessions_of, uses_shared_arena
 
 EMPTY = "text is empty or only whitespace"
 
@@ -80,3 +82,21 @@ def test_a_ray_actor_scores_an_all_bad_batch(bundle_dir):
     assert table.column("error").to_pylist() == [EMPTY, EMPTY]
     assert table.column("label").to_pylist() == [None, None]
     assert actor.scorer.model[0] == BINARY_MODEL
+
+
+def test_a_scoring_run_uses_per_session_arenas_unless_the_setting_is_given(monkeypatch):
+    """The service shares one arena by default; sentiment-score opens its own per session
+    (one model: little memory to save, and the shared one cost it about 2% of its rate)."""
+    monkeypatch.delenv("SENTIMENT_SHARED_ARENA", raising=False)
+    by_default = LocalScorer(BINARY_MODEL, Settings())
+    assert Settings().shared_arena  # the service's default is unchanged
+    assert not any(uses_shared_arena(s) for s in sessions_of(by_default.bundle.scorer))
+    monkeypatch.setenv("SENTIMENT_SHARED_ARENA", "true")
+    asked = LocalScorer(BINARY_MODEL, Settings())
+    assert all(uses_shared_arena(s) for s in sessions_of(asked.bundle.scorer))
+    texts = [POSITIVE_TEXT, NEGATIVE_TEXT]
+    scored = [scorer.result(scorer.submit(texts)) for scorer in (by_default, asked)]
+    assert scored[0].labels == ["positive", "negative"] == scored[1].labels
+    assert np.array_equal(scored[0].probabilities, scored[1].probabilities)
+    for scorer in (by_default, asked):
+        scorer.close()
