@@ -54,3 +54,24 @@ def test_sentiment_score_runs_on_the_ceilings_bundle_not_the_default_model(tmp_p
     assert result["rows"] == len(texts)
     scored = (tmp_path / "scored.csv").read_text()
     assert "sentiment-lstm" in scored and "sentiment-general" not in scored
+
+
+def test_measure_removes_its_work_folder(tmp_path, monkeypatch):
+    """The reviews file and every run's output (about 34 MB) go when the bench ends."""
+    import tempfile
+
+    import bench.bulk
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = []
+
+    def fake_measure(args, work):
+        (work / "review.jsonl").write_text("{}\n")
+        seen.append(work)
+        return {"commit": "abc"}
+
+    monkeypatch.setattr(bench.bulk, "_measure", fake_measure)
+    result = bench.bulk.measure(argparse.Namespace())
+    assert seen and seen[0].parent == tmp_path and seen[0].name.startswith("bench-bulk-")
+    assert not seen[0].exists()
+    assert set(result) == {"started", "commit"}
