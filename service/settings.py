@@ -103,7 +103,9 @@ class Settings(BaseSettings):
         True, description="several length groups per onnxruntime call; off: one call each"
     )
     shared_arena: bool = Field(
-        True, description="one onnxruntime memory arena for all sessions; off: one per session"
+        True,
+        description="one onnxruntime memory arena for all sessions; off: one per session "
+        "(sentiment-score: off unless set)",
     )
     pin_inference_threads: Literal["auto", "on", "off"] = Field(
         "auto",

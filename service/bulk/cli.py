@@ -70,7 +70,9 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=(
-            "Limits and speed-ups come from the same SENTIMENT_* settings as sentiment-serve. "
+            "Limits and speed-ups come from the same SENTIMENT_* settings as sentiment-serve, "
+            "but one default differs: each onnxruntime session keeps its own memory arena "
+            "unless SENTIMENT_SHARED_ARENA is set. "
             "With --server, the API key (if the service needs one) is read from the "
             "environment variable SENTIMENT_API_KEY, never from the command line."
         ),

@@ -2,10 +2,10 @@
 
 The same bundle loader (hashes verified, self-check), encoder, length groups
 (``packing.pack_by_length``), onnxruntime session options, grouped runs and thread
-pinning as ``sentiment-serve``, from the same ``SENTIMENT_*`` settings (one default differs:
-``bulk_speedups``). The calling
-thread reads, encodes and writes; a pool of inference threads (one per usable CPU by
-default) runs the length groups, up to ``GROUP_COUNTS[-1]`` per onnxruntime call.
+pinning as ``sentiment-serve``, from the same ``SENTIMENT_*`` settings (one default
+differs: ``shared_arena``, see ``bulk_speedups``). The calling thread reads, encodes and
+writes; a pool of inference threads (one per usable CPU by default) runs the length
+groups, up to ``GROUP_COUNTS[-1]`` per onnxruntime call.
 ``submit`` returns at once, so the next chunk is read and encoded while this one is scored.
 """
 

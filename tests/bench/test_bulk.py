@@ -56,22 +56,27 @@ def test_sentiment_score_runs_on_the_ceilings_bundle_not_the_default_model(tmp_p
     assert "sentiment-lstm" in scored and "sentiment-general" not in scored
 
 
-def test_measure_removes_its_work_folder(tmp_path, monkeypatch):
-    """The reviews file and every run's output (about 34 MB) go when the bench ends."""
+def test_measure_stamps_its_start_and_removes_its_work_folder(tmp_path, monkeypatch):
+    """The reviews file and every run's output (about 34 MB) go when the bench ends, and
+    the time recorded is the time it began."""
     import tempfile
 
     import bench.bulk
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    seen = []
+    events = []
+    monkeypatch.setattr(bench.bulk.time, "strftime", lambda fmt: events.append("stamp") or "t0")
 
     def fake_measure(args, work):
+        events.append("work")
         (work / "review.jsonl").write_text("{}\n")
-        seen.append(work)
+        events.append(work)
         return {"commit": "abc"}
 
     monkeypatch.setattr(bench.bulk, "_measure", fake_measure)
     result = bench.bulk.measure(argparse.Namespace())
-    assert seen and seen[0].parent == tmp_path and seen[0].name.startswith("bench-bulk-")
-    assert not seen[0].exists()
-    assert set(result) == {"started", "commit"}
+    work = events[-1]
+    assert events[:2] == ["stamp", "work"]
+    assert work.parent == tmp_path and work.name.startswith("bench-bulk-")
+    assert not work.exists()
+    assert result == {"started": "t0", "commit": "abc"}
