@@ -44,12 +44,13 @@ def test_two_models_on_the_one_arena_score_as_alone_from_four_threads(bundle_dir
     alone = Speedups(shared_arena=False)
     pairs = [(load_bundle(d), load_bundle(d, speedups=alone)) for d in (bundle_dir, general_dir)]
     ids = [shared.encoder.encode_ids(texts * 3) for shared, _ in pairs]
+    expected = [own.outputs(model_ids) for (_, own), model_ids in zip(pairs, ids, strict=True)]
     with ThreadPoolExecutor(4) as pool:  # both models' runs in flight on the arena at once
         got = list(pool.map(lambda k: pairs[k % 2][0].outputs(ids[k % 2]), range(12)))
-    for k, out in enumerate(got):
-        shared, own = pairs[k % 2]
+    for shared, _ in pairs:
         assert all(uses_shared_arena(s) for s in sessions_of(shared.scorer))
-        assert np.array_equal(out, own.outputs(ids[k % 2]))
+    for k, out in enumerate(got):
+        assert np.array_equal(out, expected[k % 2])
 
 
 def test_the_arena_is_registered_once_however_often_asked():
