@@ -198,6 +198,8 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError:  # json's decoder recurses: "[[[[..." deeper than the stack
+        raise ManifestError(f"{path}: not valid JSON (nested too deeply)") from None
     return parse_manifest(data, str(path))
 
 

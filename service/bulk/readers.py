@@ -231,6 +231,8 @@ def _record(line: str, number: int) -> tuple[dict, str | None]:
         record = json.loads(line)
     except ValueError as exc:
         return {}, f"line {number} is not valid JSON ({exc})"
+    except RecursionError:  # json's decoder recurses: "[[[[..." deeper than the stack
+        return {}, f"line {number} is not valid JSON (nested too deeply)"
     if not isinstance(record, dict):
         return {}, f"line {number} is a JSON {type(record).__name__}, not an object"
     return record, None

@@ -115,6 +115,13 @@ def _summary(detail: dict) -> str:
     return f"{field}: {message}"
 
 
+def _not_allowed(request: Request, exc: StarletteHTTPException) -> str:
+    """405's words: the method refused and the ones the path takes (its Allow header)."""
+    allowed = (exc.headers or {}).get("Allow", "")
+    message = f"method {request.method} not allowed on {request.url.path}"
+    return f"{message}; use {allowed}" if allowed else message
+
+
 def _not_found(request: Request) -> str:
     """404's words: the path asked for, and the route meant when only a slash differs."""
     path = request.url.path
@@ -160,7 +167,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        message = _not_found(request) if exc.status_code == 404 else str(exc.detail)
+        if exc.status_code == 404:
+            message = _not_found(request)
+        elif exc.status_code == 405:
+            message = _not_allowed(request, exc)
+        else:
+            message = str(exc.detail)
         return error_response(request, exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(Exception)

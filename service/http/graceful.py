@@ -147,8 +147,11 @@ class GracefulServer(uvicorn.Server):
     def _awaiting_a_request(self) -> bool:
         """Accepted connections that have not sent a request yet (their client may be
         sending it now: closing them would reset it). uvicorn's HTTP/1.1 protocols set
-        ``cycle`` at a request's first byte."""
-        return any(getattr(c, "cycle", False) is None for c in self.server_state.connections)
+        ``cycle`` at a request's first byte; a refused head's connection is only lingering."""
+        return any(
+            getattr(c, "cycle", False) is None and not getattr(c, "lingering", False)
+            for c in self.server_state.connections
+        )
 
 
 def refuse_new_connections(sock: socket.socket) -> bool:

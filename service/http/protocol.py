@@ -6,7 +6,10 @@ memory, and a connection that sends nothing, or a byte now and then, stayed open
 (docs/security.md).
 Here a head over ``MAX_HEAD_BYTES`` gets a 431 and the connection closes; a head not
 complete ``HEAD_TIMEOUT_S`` after the connection opened (or, on a kept-alive connection,
-after its first byte) gets a 408, or a silent close when nothing of it came.
+after its first byte) gets a 408, or a silent close when nothing of it came. Either answer
+is followed by a lingering close, as the 413 is: what the client still sends is read and
+dropped for a moment, since closing with unread bytes resets the connection, and a reset
+can destroy the answer before the client reads it.
 
 The idle time between requests stays uvicorn's keep-alive timeout, and a body's pace is
 ``body.BodyDeadlines``'; a reverse proxy in front may set tighter limits of its own.
@@ -16,13 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.http.body import LINGER_IDLE_S, LINGER_MAX_BYTES, LINGER_MAX_S
+
 # Above nginx's default head size; long cookies and tokens fit.
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_S = 10.0
+REQUEST_LINE_BYTES = 16  # what a parsed head leaves out of its request line: method, version
+# The parent's callbacks, called directly: super() in them cost 0.7-1 µs a request more
+# (docs/performance.md), on every request's path.
+_HEADERS_COMPLETE = HttpToolsProtocol.on_headers_complete
+_MESSAGE_COMPLETE = HttpToolsProtocol.on_message_complete
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops, uvicorn calls ``send_400_response``."""
 
 
 def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
@@ -74,10 +89,11 @@ class HeadDeadlines:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that refuses heads over ``MAX_HEAD_BYTES`` or ``HEAD_TIMEOUT_S``.
 
-    Only ``data_received`` is wrapped, and in the usual case (a whole head in one chunk)
-    it adds two comparisons: overriding the parser's callbacks too cost more
-    (docs/performance.md). A head is awaited while no request is under way, or the last one
-    has all its body or its answer; a new cycle means a head came.
+    ``data_received`` counts a head cut across chunks; a head that completes in a chunk
+    that could hold more than the limit is measured as it completes; uvicorn's plain 400
+    is reworded. The usual request pays a few comparisons (docs/performance.md). A head is
+    awaited while no request is under way, or the last one has all its body or its
+    answer; a new cycle means a head came.
     """
 
     max_head_bytes = MAX_HEAD_BYTES
@@ -86,6 +102,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.head_bytes = 0  # of a head cut across chunks, so far
+        self.big_read = False  # this chunk could complete a head over the limit
+        self.lingering = False  # answered and closing: what comes is dropped
+        self.lingered, self.linger_start, self.last_heard = 0, 0.0, 0.0
         self.deadlines = self._deadlines()
         self.timed = True  # has a deadline (the sweep may have ended it since)
         self.deadlines.start(self)  # a connection that sends nothing is closed too
@@ -111,17 +130,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return self.cycle is not None and self.cycle.more_body and self.cycle.response_complete
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self._drop(len(data))
+            return
         cycle = self.cycle
-        in_body = cycle is not None and cycle.more_body and not cycle.response_complete
+        coming = cycle is not None and cycle.more_body  # a body not all in yet
+        in_body = coming and not cycle.response_complete
+        dropping = coming and cycle.response_complete  # answered early: dropped as it comes
+        self.big_read = not in_body and self.head_bytes + len(data) > self.max_head_bytes
         super().data_received(data)
+        if self.lingering:  # refused while parsing it
+            return
         if self.cycle is not cycle:  # a head was completed
             if self.timed:
                 self.head_bytes, self.timed = 0, False
                 self.deadlines.stop(self)
         elif not in_body and self.awaiting_head and not self.transport.is_closing():
-            self._part_of_a_head(len(data))
+            self._part_of_a_head(0 if dropping else len(data))
         # (A chunk that ends a body and starts the next head: that head is counted and
         # timed from its next chunk: at most one chunk of slack.)
+
+    def on_headers_complete(self) -> None:
+        if self.big_read and self._head_size() > self.max_head_bytes:
+            raise HeadTooLarge
+        _HEADERS_COMPLETE(self)
+
+    def _head_size(self) -> int:
+        """The head as parsed: its request line and header lines, CRLFs and all."""
+        lines = sum(len(name) + len(value) + 4 for name, value in self.headers)
+        return REQUEST_LINE_BYTES + len(self.url) + lines + 2
+
+    def on_message_complete(self) -> None:
+        _MESSAGE_COMPLETE(self)
+        if self.cycle is not None:  # (uvicorn leaves an early-answered body "coming" for good)
+            self.cycle.more_body = False
+
+    def _too_large(self) -> bytes:
+        message = f"the request line and headers exceed {self.max_head_bytes} bytes"
+        return error_bytes(431, "Request Header Fields Too Large", "header_too_large", message)
 
     def _part_of_a_head(self, size: int) -> None:
         if not self.timed:  # (a new connection's runs from its opening)
@@ -131,10 +177,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return  # dropped as it comes: it costs time, not memory
         self.head_bytes += size
         if self.head_bytes > self.max_head_bytes:
-            message = f"the request line and headers exceed {self.max_head_bytes} bytes"
-            self._refuse(
-                error_bytes(431, "Request Header Fields Too Large", "header_too_large", message)
-            )
+            self._refuse(self._too_large())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.deadlines.stop(self)
@@ -142,7 +185,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def head_timed_out(self) -> None:
         self.timed = False  # (the sweep has taken its deadline away)
-        if not self.awaiting_head or self.transport.is_closing():
+        if self.lingering or not self.awaiting_head or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
             self.timed = True  # a pipelined head waits while the answer is under way
@@ -154,7 +197,50 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         message = f"the request line and headers did not arrive within {self.head_timeout_s:g} s"
         self._refuse(error_bytes(408, "Request Timeout", "header_timeout", message))
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses (plain text, "Invalid HTTP request
+        received."), in the service's error shape and naming what the parser found."""
+        error = sys.exc_info()[1]  # (uvicorn calls this in its except block)
+        if isinstance(getattr(error, "__context__", None), HeadTooLarge):
+            self._refuse(self._too_large())
+            return
+        message = f"malformed HTTP request: {str(error or '')[:200] or 'not HTTP/1.1'}"
+        self._refuse(error_bytes(400, "Bad Request", "bad_request", message))
+
     def _refuse(self, answer: bytes) -> None:
+        """Send ``answer``, end our side, and close once the client is quiet (a lingering
+        close, as the 413's: ``body.discard_body``), or at once if an answer is under way."""
         self.deadlines.stop(self)
+        cycle = self.cycle
+        answering = cycle is not None and cycle.response_started and not cycle.response_complete
+        if answering or self.pipeline:
+            self.transport.close()  # ours would land inside the answer being sent
+            return
+        if cycle is not None and not cycle.response_complete:
+            # A request whose app has not answered (say its chunked body broke the parser):
+            # its answer would follow this one, so it is dropped, as for a client gone.
+            cycle.disconnected = True
+            cycle.message_event.set()
         self.transport.write(answer)
-        self.transport.close()
+        if not self.transport.can_write_eof():  # (TLS)
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the client reads the answer, then the end
+        self.lingering = True
+        self.linger_start = self.last_heard = self.loop.time()
+        self.flow.resume_reading()  # (paused while a body waited for its app)
+        self.loop.call_later(LINGER_IDLE_S, self._end_linger)
+
+    def _drop(self, size: int) -> None:
+        self.lingered += size
+        self.last_heard = self.loop.time()
+        if self.lingered > LINGER_MAX_BYTES:
+            self.transport.close()
+
+    def _end_linger(self) -> None:
+        now = self.loop.time()
+        quiet_for = now - self.last_heard
+        if quiet_for >= LINGER_IDLE_S or now - self.linger_start >= LINGER_MAX_S:
+            self.transport.close()
+        elif not self.transport.is_closing():
+            self.loop.call_later(LINGER_IDLE_S - quiet_for, self._end_linger)

@@ -144,12 +144,13 @@ def input_texts(request: InferRequest, blob: bytes, max_texts: int) -> list[str]
         return _json_texts(tensor.data, count)
     if tensor.data is not None:
         raise InvalidInput(f"input {INPUT!r} has both 'data' and binary_data_size")
-    if type(size) is not int or size != len(blob):
-        raise InvalidInput(
-            f"input {INPUT!r}: binary_data_size is {size!r}, but {len(blob)} bytes follow "
-            "the JSON header"
-        )
-    return unpack_bytes(blob, count)
+    if type(size) is not int or size < 0:
+        problem = f"must be a number of bytes, not {str(size)[:40]!r}"
+    elif size != len(blob):
+        problem = f"is {size}, but {len(blob)} bytes follow the JSON header"
+    else:
+        return unpack_bytes(blob, count)
+    raise InvalidInput(f"input {INPUT!r}: binary_data_size {problem}")
 
 
 def _count(shape: list[int], max_texts: int) -> int:
@@ -206,11 +207,8 @@ def unpack_bytes(blob: bytes, count: int) -> list[str]:
 
 
 def pack_bytes(elements: list[str]) -> bytes:
-    parts = []
-    for element in elements:
-        raw = element.encode("utf-8")
-        parts += (_ELEMENT_LENGTH.pack(len(raw)), raw)
-    return b"".join(parts)
+    raws = [element.encode("utf-8") for element in elements]
+    return b"".join(part for raw in raws for part in (_ELEMENT_LENGTH.pack(len(raw)), raw))
 
 
 def requested_outputs(request: InferRequest, classes: int) -> list[Output]:

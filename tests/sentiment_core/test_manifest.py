@@ -118,3 +118,6 @@ def test_missing_or_broken_manifest_file(bundle_dir, tmp_path):
     (tmp_path / "manifest.json").write_text('{"name": ')
     with pytest.raises(ManifestError, match="not valid JSON"):
         read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("[" * 100_000)  # deeper than json can recurse
+    with pytest.raises(ManifestError, match=r"not valid JSON \(nested too deeply\)"):
+        read_manifest(tmp_path)

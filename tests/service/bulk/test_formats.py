@@ -230,6 +230,7 @@ def test_bad_jsonl_rows(tmp_path):
         b"[1, 2]",
         b'{"text": "unterminated',
         b'{"text": "caf\xff"}',
+        b"[" * 100_000,  # deeper than Python's json decoder can recurse
         b'{"text": "Dull and far too long."}',
     ]
     src = tmp_path / "in.jsonl"
@@ -237,16 +238,17 @@ def test_bad_jsonl_rows(tmp_path):
     out = tmp_path / "out.jsonl"
     assert score(tmp_path, str(src), "-o", str(out), "--max-errors", "10") == 0
     records = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["row"] for r in records] == list(range(1, 9))
+    assert [r["row"] for r in records] == list(range(1, 10))
     errors = [r["error"] for r in records]
     assert errors[0] is None and errors[-1] is None
-    assert errors[1:7] == [
+    assert errors[1:8] == [
         "missing text",
         "missing text",
         "text is int, not a string",
         "line 5 is a JSON list, not an object",
         errors[5],
         "text is not valid UTF-8 (byte 0xff at character 3)",
+        "line 8 is not valid JSON (nested too deeply)",
     ]
     assert errors[5].startswith("line 6 is not valid JSON")
     assert records[1]["p_positive"] is None and not math.isnan(records[0]["p_positive"])

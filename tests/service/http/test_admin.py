@@ -184,8 +184,11 @@ async def test_missing_and_malformed_bundles_are_refused(bundle_dir, manifest, t
     malformed = copy_bundle(
         bundle_dir, tmp_path / "malformed", edit_manifest=lambda m: m["input"].pop("max_length")
     )
+    too_deep = tmp_path / "too-deep"  # json's decoder recursed past the stack: was a 500
+    too_deep.mkdir()
+    (too_deep / "manifest.json").write_text("[" * 100_000)
     async with serve(make_settings(admin_token=TOKEN)) as (_, client):
-        for path in (tmp_path / "does-not-exist", malformed):
+        for path in (tmp_path / "does-not-exist", malformed, too_deep):
             response = await client.post("/admin/model", json={"path": str(path)}, headers=AUTH)
             assert response.status_code == 422, response.text
             assert "keeps serving" in response.json()["error"]["message"]

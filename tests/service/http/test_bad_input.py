@@ -229,8 +229,15 @@ CASES = [
         (),
         path="/v1/predict",  # (/v2/... is the inference protocol, its own error shape)
     ),
-    Case("GET /predict", {}, 405, "method_not_allowed", (), method="GET"),
-    Case("POST /health/live", {}, 405, "method_not_allowed", (), path="/health/live"),
+    Case("GET /predict", {}, 405, "method_not_allowed", ("method GET", "use POST"), method="GET"),
+    Case(
+        "POST /health/live",
+        {},
+        405,
+        "method_not_allowed",
+        ("method POST not allowed on /health/live; use GET",),
+        path="/health/live",
+    ),
 ]
 
 
@@ -273,6 +280,8 @@ async def test_method_not_allowed_lists_allowed_methods(limited):
     response = await client.get("/predict")
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
+    message = response.json()["error"]["message"]  # the same methods, in words
+    assert message == f"method GET not allowed on /predict; use {response.headers['allow']}"
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,8 +26,12 @@ class SmallLimits(GuardedHttpToolsProtocol):
     head_timeout_s = 0.5
 
 
+SEND_ERRORS: list[BaseException] = []  # an app's answer the server could not take
+
+
 async def app(scope, receive, send) -> None:
-    """Echoes the body's length; sleeps first on /slow; /early answers without reading it."""
+    """Echoes the body's length; sleeps first on /slow, between the answer's head and body on
+    /stream; /early answers without reading the body."""
     size, more = 0, scope["path"] != "/early"
     while more:
         message = await receive()
@@ -35,8 +41,14 @@ async def app(scope, receive, send) -> None:
         await asyncio.sleep(APP_SLEEP_S)
     body = json.dumps({"bytes": size}).encode()
     headers = [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if scope["path"] == "/stream":  # the answer's head now, its body later
+            await asyncio.sleep(APP_SLEEP_S)
+        await send({"type": "http.response.body", "body": body})
+    except Exception as exc:
+        SEND_ERRORS.append(exc)
+        raise
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +180,154 @@ def test_pipelined_requests_with_big_bodies_are_not_mistaken_for_a_big_head(port
             (200, {"bytes": 1_000_000}),
             (200, {"bytes": 3}),
         ]
+
+
+@pytest.mark.parametrize(
+    "big",
+    [
+        pytest.param(request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n"), id="a header"),
+        pytest.param(b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="the URL"),
+    ],
+)
+def test_a_whole_head_over_the_limit_in_one_chunk_gets_431(port, big):
+    """The parser would have taken a complete head of any size that came in one read."""
+    with Connection(port) as conn:
+        conn.send(big)
+        status, body = conn.answer()
+        assert status == 431
+        assert body["error"]["message"] == "the request line and headers exceed 4096 bytes"
+        assert conn.closed()
+
+
+def test_the_431_is_not_lost_to_a_reset_while_the_client_is_still_sending(port):
+    """Closing with unread bytes resets the connection, which can destroy the answer: the
+    server reads and drops what comes for a moment first (a lingering close)."""
+    with Connection(port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000)
+        conn.send(b"a" * 4_000_000)  # the rest of the head, still coming
+        status, _ = conn.answer()
+        assert status == 431
+        assert conn.closed()
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_head_whose_end_is_cut_across_chunks_is_not_taken_for_a_big_one(port, cut):
+    """The next chunk starts with the rest of the blank line, then a big body."""
+    body = b"x" * 100_000
+    whole = request("/", body)
+    head_end = len(whole) - len(body)
+    with Connection(port) as conn:
+        conn.send(whole[: head_end - cut])
+        time.sleep(0.2)  # two reads on the server
+        conn.send(whole[head_end - cut :])
+        assert conn.answer() == (200, {"bytes": 100_000})
+
+
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "Content-Length"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "Duplicate"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", "header value"),
+        (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", "method"),
+        # the head is whole, so the app has started: its answer must not follow the 400
+        (b"POST /early HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+    ],
+)
+def test_bytes_the_parser_refuses_get_a_400_naming_what_it_found(port, raw, found):
+    """uvicorn answers these in plain text ("Invalid HTTP request received.")."""
+    SEND_ERRORS.clear()
+    with Connection(port) as conn:
+        conn.send(raw)
+        status, body = conn.answer()
+        assert status == 400
+        assert body["error"]["code"] == "bad_request"
+        assert body["error"]["message"].startswith("malformed HTTP request: ")
+        assert found in body["error"]["message"]
+        assert conn.closed()
+    time.sleep(0.2)  # the app, if it started, has tried to answer by now
+    assert SEND_ERRORS == []  # it was told the client had gone, not left to write and fail
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param(
+            [b"\r\n\r\n" + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n")],
+            id="after blank lines",
+        ),
+        pytest.param(
+            [request() + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n")],
+            id="second in a chunk",
+        ),
+        pytest.param(
+            [
+                request("/early", b"12345")[:-5],
+                b"12345" + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n"),
+            ],
+            id="after an early answer",
+        ),
+        pytest.param(
+            [request("/early", b"12345")[:-5], b"12345"]
+            + [b"POST / HTTP/1.1\r\nX-Big: " + b"a" * 3_000 for _ in range(3)],
+            id="after an early answer, in pieces",
+        ),
+    ],
+)
+def test_no_way_around_the_head_limit(port, chunks):
+    """Ways a head over the limit slipped past it (a second review of the check)."""
+    with Connection(port) as conn:
+        for chunk in chunks:
+            conn.send(chunk)
+            time.sleep(0.1)  # one read each, as far as the server keeps up
+        answers = [conn.answer() for _ in range(sum(c.startswith(b"POST /early") for c in chunks))]
+        assert all(status == 200 for status, _ in answers)
+        status, body = conn.answer()
+        assert status == 431, body
+        assert conn.closed()
+
+
+def test_a_400_after_a_long_unfinished_head_is_the_only_answer(port, caplog):
+    """The parser's 400 comes in a chunk that also takes a cut head past the limit: one
+    answer, not a second one written after the first (an error on the transport)."""
+    with caplog.at_level(logging.ERROR), Connection(port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nX-A: " + b"a" * 3_000)
+        time.sleep(0.1)
+        conn.send(b"a" * 500 + b"\x00\r\n\r\n" + b"x" * 1_000)
+        status, body = conn.answer()
+        assert status == 400 and "header value" in body["error"]["message"]
+        assert conn.closed()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_close_waits_while_the_client_is_still_sending(port):
+    """Closed after 2 s of quiet (or 10 s in all), not 2 s after the answer."""
+    with Connection(port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nX-Big: " + b"a" * 10_000)
+        for _ in range(10):  # 3 s of sending, a piece every 0.3 s
+            time.sleep(0.3)
+            conn.send(b"a" * 1_000)
+        assert conn.answer()[0] == 431
+        assert conn.closed()
+
+
+def test_the_lingering_close_reads_even_where_reading_was_paused(port):
+    """A body over uvicorn's 64 KiB high-water mark pauses reading until the app takes
+    it; a refusal must resume it, or the close comes with bytes unread (a reset)."""
+    with Connection(port) as conn:
+        chunk = b"%x\r\n" % 100_000 + b"x" * 100_000 + b"\r\n"
+        conn.send(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + b"zz\r\n")
+        conn.send(b"x" * 8_000_000)  # ("zz" is not a chunk size)
+        status, body = conn.answer()
+        assert status == 400 and "chunk size" in body["error"]["message"]
+
+
+def test_a_400_while_an_answer_is_being_sent_closes_without_a_second_one(port):
+    """A 400 written then would land inside the body of the answer under way."""
+    with Connection(port) as conn:
+        conn.send(request("/stream"))
+        time.sleep(APP_SLEEP_S / 2)  # its answer's head is out, its body is not
+        conn.send(b"GARBAGE\r\n\r\n")
+        received = conn.reader.read()  # all, to the close
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"400" not in received

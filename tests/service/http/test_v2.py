@@ -383,7 +383,9 @@ async def test_bad_json_requests_are_400(client, case, body, says):
     assert says in await bad(client, body, headers=headers)
 
 
-def _binary(texts_blob: bytes, count: int, size: int | None = None, header: str | None = None):
+def _binary(
+    texts_blob: bytes, count: int, size: int | str | None = None, header: str | None = None
+):
     tensor = {
         "name": "text",
         "shape": [count],
@@ -405,6 +407,16 @@ BAD_BINARY = [
     ("left over", _binary(_elements(b"abc") + b"zz", 1), "2 bytes left over"),
     ("fewer than shape", _binary(_elements(b"abc"), 2), "ends before element 1"),
     ("size mismatch", _binary(_elements(b"abc"), 1, size=99), "binary_data_size is 99"),
+    (
+        "size a string",
+        _binary(_elements(b"abc"), 1, size="7"),
+        "must be a number of bytes, not '7'",
+    ),
+    (
+        "size negative",
+        _binary(_elements(b"abc"), 1, size=-1),
+        "must be a number of bytes, not '-1'",
+    ),
     (
         "header length not a number",
         _binary(_elements(b"abc"), 1, header="ten"),
