@@ -103,6 +103,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.head_bytes = 0  # of a head cut across chunks, so far
         self.big_read = False  # this chunk could complete a head over the limit
+        self.head_unseen = False  # a head may have begun, uncounted, after a body ended
+        self.bodiless = 0  # bytes of chunks inside a body that carried none of it: trailers
         self.lingering = False  # answered and closing: what comes is dropped
         self.lingered, self.linger_start, self.last_heard = 0, 0.0, 0.0
         self.deadlines = self._deadlines()
@@ -137,18 +139,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         coming = cycle is not None and cycle.more_body  # a body not all in yet
         in_body = coming and not cycle.response_complete
         dropping = coming and cycle.response_complete  # answered early: dropped as it comes
-        self.big_read = not in_body and self.head_bytes + len(data) > self.max_head_bytes
+        # (Measured only where a head completes: a big read inside a body costs nothing.)
+        self.big_read = self.head_unseen or self.head_bytes + len(data) > self.max_head_bytes
+        body_before = len(cycle.body) if in_body else 0
         super().data_received(data)
         if self.lingering:  # refused while parsing it
             return
+        if in_body and self.cycle is cycle and cycle.more_body:
+            self._inside_a_body(len(data), len(cycle.body) > body_before)
+            return
         if self.cycle is not cycle:  # a head was completed
+            self.head_unseen = False
             if self.timed:
                 self.head_bytes, self.timed = 0, False
                 self.deadlines.stop(self)
+        elif (in_body or dropping) and self.awaiting_head and not self.answered_early:
+            # The body ended in this chunk, and the next head may have begun in it: that
+            # head is counted from the next chunk and measured when it completes.
+            self.head_unseen = True
+            self._part_of_a_head(0)
         elif not in_body and self.awaiting_head and not self.transport.is_closing():
             self._part_of_a_head(0 if dropping else len(data))
-        # (A chunk that ends a body and starts the next head: that head is counted and
-        # timed from its next chunk: at most one chunk of slack.)
+
+    def _inside_a_body(self, size: int, carried_body: bool) -> None:
+        """A chunked body's trailer fields are headers the parser holds: limited as a head."""
+        self.bodiless = 0 if carried_body else self.bodiless + size
+        if self.bodiless > self.max_head_bytes:
+            self._refuse(self._too_large())
 
     def on_headers_complete(self) -> None:
         if self.big_read and self._head_size() > self.max_head_bytes:
@@ -208,19 +225,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(error_bytes(400, "Bad Request", "bad_request", message))
 
     def _refuse(self, answer: bytes) -> None:
-        """Send ``answer``, end our side, and close once the client is quiet (a lingering
-        close, as the 413's: ``body.discard_body``), or at once if an answer is under way."""
+        """Answer in turn, end our side, and close once the client is quiet (a lingering
+        close, as the 413's: ``body.discard_body``); at once if answers are queued."""
         self.deadlines.stop(self)
         cycle = self.cycle
-        answering = cycle is not None and cycle.response_started and not cycle.response_complete
-        if answering or self.pipeline:
-            self.transport.close()  # ours would land inside the answer being sent
+        if self.pipeline:  # requests wait for their answers: ours would come out of turn
+            self.transport.close()
             return
         if cycle is not None and not cycle.response_complete:
-            # A request whose app has not answered (say its chunked body broke the parser):
-            # its answer would follow this one, so it is dropped, as for a client gone.
-            cycle.disconnected = True
+            if not cycle.more_body:  # the refused bytes came after it: answer it first
+                self.lingering = True  # (what comes meanwhile is dropped)
+                cycle.on_response = lambda: self._answer(answer)
+                return
+            if cycle.response_started:  # ours would land inside its answer
+                self.transport.close()
+                return
+            # Its own body broke the parser: it is answered in its app's place.
+            cycle.disconnected, cycle.waiting_for_100_continue = True, False
             cycle.message_event.set()
+        self._answer(answer)
+
+    def _answer(self, answer: bytes) -> None:
         self.transport.write(answer)
         if not self.transport.can_write_eof():  # (TLS)
             self.transport.close()
@@ -243,4 +268,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if quiet_for >= LINGER_IDLE_S or now - self.linger_start >= LINGER_MAX_S:
             self.transport.close()
         elif not self.transport.is_closing():
-            self.loop.call_later(LINGER_IDLE_S - quiet_for, self._end_linger)
+            left = min(LINGER_IDLE_S - quiet_for, self.linger_start + LINGER_MAX_S - now)
+            self.loop.call_later(left, self._end_linger)
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if self.lingering and (cycle is None or cycle.response_complete or cycle.disconnected):
+            self.transport.close()  # refused: nothing more to answer
+            return
+        super().shutdown()

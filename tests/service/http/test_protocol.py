@@ -249,39 +249,44 @@ def test_bytes_the_parser_refuses_get_a_400_naming_what_it_found(port, raw, foun
     assert SEND_ERRORS == []  # it was told the client had gone, not left to write and fail
 
 
+BIG_HEAD = request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n")
+
+
 @pytest.mark.parametrize(
-    "chunks",
+    ("chunks", "answered"),
     [
+        pytest.param([b"\r\n\r\n" + BIG_HEAD], 0, id="after blank lines"),
+        pytest.param([request() + BIG_HEAD], 1, id="second in a chunk"),
+        pytest.param([request("/", b"x" * 3)[:-2], b"xx" + BIG_HEAD], 1, id="after a body's end"),
         pytest.param(
-            [b"\r\n\r\n" + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n")],
-            id="after blank lines",
+            [request("/", b"x" * 3)[:-2], b"xx" + BIG_HEAD[:-100], BIG_HEAD[-100:]],
+            1,
+            id="after a body's end, cut",
         ),
         pytest.param(
-            [request() + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n")],
-            id="second in a chunk",
+            [request("/early", b"12345")[:-5], b"12345" + BIG_HEAD], 1, id="after an early answer"
         ),
         pytest.param(
-            [
-                request("/early", b"12345")[:-5],
-                b"12345" + request(extra=b"X-Big: " + b"a" * 10_000 + b"\r\n"),
-            ],
-            id="after an early answer",
+            [request("/early", b"12345")[:-5], b"12345" + BIG_HEAD[:-100], BIG_HEAD[-100:]],
+            1,
+            id="after an early answer, cut",
         ),
         pytest.param(
             [request("/early", b"12345")[:-5], b"12345"]
             + [b"POST / HTTP/1.1\r\nX-Big: " + b"a" * 3_000 for _ in range(3)],
+            1,
             id="after an early answer, in pieces",
         ),
     ],
 )
-def test_no_way_around_the_head_limit(port, chunks):
-    """Ways a head over the limit slipped past it (a second review of the check)."""
+def test_no_way_around_the_head_limit(port, chunks, answered):
+    """Ways a head over the limit slipped past it (two reviews of the check). The
+    requests before it are answered first, in turn."""
     with Connection(port) as conn:
         for chunk in chunks:
             conn.send(chunk)
             time.sleep(0.1)  # one read each, as far as the server keeps up
-        answers = [conn.answer() for _ in range(sum(c.startswith(b"POST /early") for c in chunks))]
-        assert all(status == 200 for status, _ in answers)
+        assert [conn.answer()[0] for _ in range(answered)] == [200] * answered
         status, body = conn.answer()
         assert status == 431, body
         assert conn.closed()
@@ -322,12 +327,52 @@ def test_the_lingering_close_reads_even_where_reading_was_paused(port):
         assert status == 400 and "chunk size" in body["error"]["message"]
 
 
-def test_a_400_while_an_answer_is_being_sent_closes_without_a_second_one(port):
-    """A 400 written then would land inside the body of the answer under way."""
+def test_a_400_while_an_answer_is_being_sent_comes_after_it(port):
+    """Answers go in turn: one written at once would land inside the answer under way."""
     with Connection(port) as conn:
         conn.send(request("/stream"))
         time.sleep(APP_SLEEP_S / 2)  # its answer's head is out, its body is not
         conn.send(b"GARBAGE\r\n\r\n")
-        received = conn.reader.read()  # all, to the close
-    assert received.startswith(b"HTTP/1.1 200")
-    assert b"400" not in received
+        assert conn.answer() == (200, {"bytes": 0})
+        assert conn.answer()[0] == 400
+        assert conn.closed()
+
+
+def test_a_400_after_a_request_whose_answer_is_coming_does_not_replace_it(port):
+    with Connection(port) as conn:
+        conn.send(request("/slow", b"{}") + b"GARBAGE\r\n\r\n")
+        assert conn.answer() == (200, {"bytes": 2})
+        assert conn.answer()[0] == 400
+        assert conn.closed()
+
+
+def test_a_400_to_a_client_waiting_for_100_continue_is_the_only_write(port, caplog):
+    """The app, told the client has gone, must not write "100 Continue" after the end."""
+    SEND_ERRORS.clear()
+    head = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with caplog.at_level(logging.ERROR), Connection(port) as conn:
+        conn.send(head + b"zz\r\n")
+        assert conn.answer()[0] == 400
+        assert conn.closed()
+    time.sleep(0.2)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert SEND_ERRORS == []
+
+
+def test_trailer_fields_of_a_chunked_body_are_limited_as_a_head(port):
+    """They are headers the parser holds in memory, after the last chunk."""
+    with Connection(port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n")
+        for _ in range(10):
+            time.sleep(0.05)
+            conn.send(b"X-T: " + b"a" * 1_000 + b"\r\n")
+        status, body = conn.answer()
+        assert status == 431, body
+        assert conn.closed()
+    with Connection(port) as conn:  # a body in many small chunks is not trailers
+        conn.send(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(20):
+            time.sleep(0.02)
+            conn.send(b"1\r\nx\r\n" * 1_000)
+        conn.send(b"0\r\nX-T: 1\r\n\r\n")
+        assert conn.answer() == (200, {"bytes": 20_000})
