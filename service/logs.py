@@ -92,3 +92,14 @@ def configure_logging(level: str = "info", json_lines: str | bool = "auto") -> N
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RefusedHeadFilter) for f in server.filters):
+        server.addFilter(RefusedHeadFilter())
+
+
+class RefusedHeadFilter(logging.Filter):
+    """Drops uvicorn's "Invalid HTTP request received." warning: the protocol answers those
+    bytes and logs a line naming what the parser found (``service.http.protocol``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Invalid HTTP request received."

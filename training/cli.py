@@ -87,7 +87,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     download = given.pop("download", False)
     values = Config().as_dict()
     if config := given.get("config"):
-        values.update(_paths_from(read_train_table(config), Path(config).parent))
+        table = read_train_table(config)
+        # A config that names no model trains one named after the file, not into the IMDB
+        # model's folder (where --promote would replace it).
+        values["name"] = Path(config).stem
+        values.update(_paths_from(table, Path(config).parent))
     values.update(_paths_from(given, Path.cwd()))
     cfg = Config(**values)
     if problems := cfg.problems():

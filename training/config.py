@@ -34,7 +34,7 @@ class Config:
     # data
     config: str = _opt(
         "",
-        "training config file (TOML): labels, sources, splits; see docs/training.md. Without one: the IMDB model",
+        "training config file (TOML): labels, sources, splits; see docs/training.md. Without one: the IMDB model. Its model is named by its [train] name, else after the file (mine.toml: mine)",
     )
     data: str = _opt(
         "",

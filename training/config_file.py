@@ -58,7 +58,7 @@ def read_document(path: str) -> dict:
     if not file.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
@@ -122,7 +122,7 @@ def load_plan(cfg: Config) -> Plan:
     names = [s.name for s in sources]
     if duplicate := next((n for n in names if names.count(n) > 1), None):
         raise ConfigError(f"{cfg.config}: two sources are named {duplicate!r}")
-    text = Path(cfg.config).read_text(encoding="utf-8")
+    text = Path(cfg.config).read_text(encoding="utf-8-sig")
     return Plan(tuple(labels), tuple(sources), text, data_dir)
 
 

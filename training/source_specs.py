@@ -25,10 +25,11 @@ COMMON_KEYS = {
 FILE_KEYS = {"train", "validation", "test", "encoding"}
 KEYS = {
     "imdb": COMMON_KEYS | {"path", "test_split"},
-    "csv": COMMON_KEYS | FILE_KEYS | {"text", "label", "group", "header"},
+    "csv": COMMON_KEYS | FILE_KEYS | {"text", "label", "group", "header", "quoting"},
     "jsonl": COMMON_KEYS | FILE_KEYS | {"text", "label", "group"},
 }
 TABULAR = ("csv", "tsv", "jsonl")
+QUOTING = ("csv", "none")  # "csv": a field may be quoted, as RFC 4180 has it
 
 
 class ConfigError(ValueError):
@@ -77,7 +78,7 @@ def _files(raw: dict, reader: str, data_dir: Path, where: str) -> dict:
         test_split = raw.get("test_split", True)
         if not isinstance(test_split, bool):
             raise ConfigError(f"{where}: test_split must be true or false")
-        resolved = _existing(data_dir / path, where) if path else None
+        resolved = _existing(data_dir / Path(path).expanduser(), where) if path else None
         return {"path": resolved, "imdb_test": test_split}
     files = {}
     for split in SPLITS:
@@ -85,7 +86,7 @@ def _files(raw: dict, reader: str, data_dir: Path, where: str) -> dict:
         given = [given] if isinstance(given, str) else given
         if not isinstance(given, list) or not all(isinstance(p, str) for p in given):
             raise ConfigError(f"{where}: {split} must be a list of paths")
-        files[split] = tuple(_existing(data_dir / p, where) for p in given)
+        files[split] = tuple(_existing(data_dir / Path(p).expanduser(), where) for p in given)
     if not any(files.values()):
         raise ConfigError(f"{where}: give at least one of train, validation, test (file lists)")
     encoding = raw.get("encoding", "latin-1" if reader == "blitzer" else "utf-8")
@@ -109,6 +110,11 @@ def _columns(raw: dict, reader: str, where: str) -> dict:
     if not isinstance(header, bool):
         raise ConfigError(f"{where}: header must be true or false")
     out = {"header": header}
+    if reader != "jsonl":
+        quoting = raw.get("quoting", "csv")
+        if quoting not in QUOTING:
+            raise ConfigError(f"{where}: quoting must be one of {', '.join(QUOTING)}")
+        out["quoting"] = quoting
     for key, default in (("text", "text"), ("label", "label"), ("group", None)):
         value = raw.get(key, default)
         numeric = isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -138,6 +144,11 @@ def _label_map(raw: dict, reader: str, labels: Sequence[str], where: str):
         if target not in labels:
             raise ConfigError(f"{where}: label_map maps to {target!r}, not one of {list(labels)}")
         for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, dict | list):
+                raise ConfigError(
+                    f"{where}: label_map.{target}: a source label is a string, number or "
+                    f"boolean (found {value!r})"
+                )
             source_label = canonical_label(value)
             if mapping.setdefault(source_label, target) != target:
                 raise ConfigError(f"{where}: source label {source_label!r} is mapped twice")

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import uuid
+from dataclasses import dataclass, field
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.http.body import LINGER_IDLE_S, LINGER_MAX_BYTES, LINGER_MAX_S
+from service.http.head_deadlines import HeadDeadlines
 
 # Above nginx's default head size; long cookies and tokens fit.
 MAX_HEAD_BYTES = 64 * 1024
@@ -34,15 +37,26 @@ REQUEST_LINE_BYTES = 16  # what a parsed head leaves out of its request line: me
 # (docs/performance.md), on every request's path.
 _HEADERS_COMPLETE = HttpToolsProtocol.on_headers_complete
 _MESSAGE_COMPLETE = HttpToolsProtocol.on_message_complete
+log = logging.getLogger("service.access")  # a refused head is no request the middleware sees
 
 
 class HeadTooLarge(Exception):
     """Raised in a parser callback: httptools stops, uvicorn calls ``send_400_response``."""
 
 
-def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
+@dataclass(frozen=True)
+class Refusal:
+    """The answer to a refused head: written in turn, and logged once written."""
+
+    status: int
+    reason: str
+    code: str
+    message: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # every answer has one
+
+
+def error_bytes(status: int, reason: str, code: str, message: str, request_id: str) -> bytes:
     """A whole HTTP/1.1 answer in the service's error shape, closing the connection."""
-    request_id = uuid.uuid4().hex  # every answer carries one (there was no request to log)
     error = {"code": code, "message": message, "details": []}
     body = json.dumps({"error": error, "request_id": request_id}).encode()
     head = (
@@ -51,39 +65,6 @@ def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
         "connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
-
-
-class HeadDeadlines:
-    """The connections awaiting a request head, each with its deadline; one sweep every
-    quarter of the timeout answers the overdue. (A timer per request cost the event loop
-    more, as one per body read did: ``body.BodyDeadlines``.)"""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float):
-        self.loop = loop
-        self.timeout_s = timeout_s
-        self.due: dict[GuardedHttpToolsProtocol, float] = {}
-        self.sweeping = False
-
-    def start(self, connection: GuardedHttpToolsProtocol) -> None:
-        self.due[connection] = self.loop.time() + self.timeout_s
-        if not self.sweeping:
-            self.sweeping = True
-            self.loop.call_later(self.timeout_s / 4, self._sweep)
-
-    def stop(self, connection: GuardedHttpToolsProtocol) -> None:
-        self.due.pop(connection, None)
-
-    def _sweep(self) -> None:
-        now = self.loop.time()
-        try:
-            for connection in [c for c, due in self.due.items() if due <= now]:
-                del self.due[connection]
-                connection.head_timed_out()
-        finally:  # one connection's failure must not stop the sweeps for all the others
-            if self.due:
-                self.loop.call_later(self.timeout_s / 4, self._sweep)
-            else:
-                self.sweeping = False
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -106,6 +87,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.head_unseen = False  # a head may have begun, uncounted, after a body ended
         self.bodiless = 0  # bytes of chunks inside a body that carried none of it: trailers
         self.lingering = False  # answered and closing: what comes is dropped
+        self.pending: Refusal | None = None  # a refusal waiting for the answers before it
+        self.stopping = False  # the server is shutting down: no lingering close
         self.lingered, self.linger_start, self.last_heard = 0, 0.0, 0.0
         self.deadlines = self._deadlines()
         self.timed = True  # has a deadline (the sweep may have ended it since)
@@ -182,9 +165,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None:  # (uvicorn leaves an early-answered body "coming" for good)
             self.cycle.more_body = False
 
-    def _too_large(self) -> bytes:
+    def _too_large(self) -> Refusal:
         message = f"the request line and headers exceed {self.max_head_bytes} bytes"
-        return error_bytes(431, "Request Header Fields Too Large", "header_too_large", message)
+        return Refusal(431, "Request Header Fields Too Large", "header_too_large", message)
 
     def _part_of_a_head(self, size: int) -> None:
         if not self.timed:  # (a new connection's runs from its opening)
@@ -212,7 +195,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing of a request came, or it has its answer
             return
         message = f"the request line and headers did not arrive within {self.head_timeout_s:g} s"
-        self._refuse(error_bytes(408, "Request Timeout", "header_timeout", message))
+        self._refuse(Refusal(408, "Request Timeout", "header_timeout", message))
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes its parser refuses (plain text, "Invalid HTTP request
@@ -222,20 +205,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(self._too_large())
             return
         message = f"malformed HTTP request: {str(error or '')[:200] or 'not HTTP/1.1'}"
-        self._refuse(error_bytes(400, "Bad Request", "bad_request", message))
+        self._refuse(Refusal(400, "Bad Request", "bad_request", message))
 
-    def _refuse(self, answer: bytes) -> None:
+    def _refuse(self, refusal: Refusal) -> None:
         """Answer in turn, end our side, and close once the client is quiet (a lingering
-        close, as the 413's: ``body.discard_body``); at once if answers are queued."""
+        close, as the 413's: ``body.discard_body``)."""
         self.deadlines.stop(self)
         cycle = self.cycle
-        if self.pipeline:  # requests wait for their answers: ours would come out of turn
-            self.transport.close()
+        if self.pipeline:  # requests wait for their answers: ours comes after theirs
+            self._refuse_after_the_queue(refusal)
             return
         if cycle is not None and not cycle.response_complete:
             if not cycle.more_body:  # the refused bytes came after it: answer it first
-                self.lingering = True  # (what comes meanwhile is dropped)
-                cycle.on_response = lambda: self._answer(answer)
+                self.lingering, self.pending = True, refusal  # (what comes is dropped)
+                cycle.on_response = self._in_turn
                 return
             if cycle.response_started:  # ours would land inside its answer
                 self.transport.close()
@@ -243,11 +226,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # Its own body broke the parser: it is answered in its app's place.
             cycle.disconnected, cycle.waiting_for_100_continue = True, False
             cycle.message_event.set()
-        self._answer(answer)
+        self._answer(refusal)
 
-    def _answer(self, answer: bytes) -> None:
-        self.transport.write(answer)
-        if not self.transport.can_write_eof():  # (TLS)
+    def _refuse_after_the_queue(self, refusal: Refusal) -> None:
+        """Each pipelined request is answered in turn, then ``refusal``. The newest (this
+        cycle, first in uvicorn's queue) is answered first if whole; if its own body broke
+        the parser, the refusal takes its turn instead of its app."""
+        self.lingering, self.pending = True, refusal  # (what comes meanwhile is dropped)
+        cycle, _ = self.pipeline[0]
+        if not cycle.more_body:
+            cycle.on_response = self._in_turn
+            return
+
+        async def refused(scope: object, receive: object, send: object) -> None:
+            cycle.disconnected = True  # (so uvicorn adds no 500 of its own)
+            self._answer(refusal)
+
+        self.pipeline[0] = (cycle, refused)
+
+    def _in_turn(self) -> None:
+        """The answer before a waiting refusal is complete (uvicorn's callback, replaced)."""
+        self.server_state.total_requests += 1
+        if self.pending is not None:
+            self._answer(self.pending)
+
+    def _answer(self, refusal: Refusal) -> None:
+        self.pending = None
+        if self.transport.is_closing():  # the answer before it closed the connection
+            return
+        r = refusal
+        self.transport.write(error_bytes(r.status, r.reason, r.code, r.message, r.request_id))
+        client = self.client[0] if self.client else None
+        extra = {"status": r.status, "error": r.code, "client": client, "request_id": r.request_id}
+        log.info("refused %d %s", r.status, r.message, extra=extra)
+        if not self.transport.can_write_eof() or self.stopping:  # (TLS; shutting down)
             self.transport.close()
             return
         self.transport.write_eof()  # the client reads the answer, then the end
@@ -272,6 +284,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.loop.call_later(left, self._end_linger)
 
     def shutdown(self) -> None:
+        self.stopping = True
+        if self.pending is not None:  # it ends the connection, after the answers before it
+            return
         cycle = self.cycle
         if self.lingering and (cycle is None or cycle.response_complete or cycle.disconnected):
             self.transport.close()  # refused: nothing more to answer

@@ -7,6 +7,7 @@ import logging
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from service.logs import JsonFormatter, PlainFormatter, speaker, use_json
+from service.logs import JsonFormatter, PlainFormatter, RefusedHeadFilter, speaker, use_json
 from tests.support.servers import BINARY_MODEL, PROJECT_ROOT, free_port
 
 
@@ -85,7 +86,10 @@ def test_a_server_on_a_terminal_writes_plain_lines():
         out = read_until(leader, "Uvicorn running")
         httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "fine"}, timeout=30)
         httpx.post(f"http://127.0.0.1:{port}/predict", json={"txt": "fine"}, timeout=30)
-        out += read_until(leader, "POST /predict 422")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+        out += read_until(leader, "refused 400")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -99,4 +103,18 @@ def test_a_server_on_a_terminal_writes_plain_lines():
     assert f"model={BINARY_MODEL}" in ok and "request_id=" in ok
     refused = next(line for line in lines if "POST /predict 422" in line)
     assert "error=invalid_input" in refused
+    head = next(line for line in lines if "refused 400" in line)  # the protocol's own line
+    assert "Content-Length" in head and "error=bad_request" in head and " access " in head
+    assert "Invalid HTTP request received." not in out  # uvicorn's, saying less
     assert "\x1b[" not in out  # no colour codes
+
+
+def test_uvicorns_bare_warning_for_a_refused_head_is_dropped_and_nothing_else():
+    """The protocol's own line names what the parser found; uvicorn's says nothing more."""
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, None, None)
+
+    keep = RefusedHeadFilter()
+    assert not keep.filter(record("Invalid HTTP request received."))
+    assert keep.filter(record("Exceeded concurrency limit."))

@@ -53,6 +53,27 @@ def test_precedence_defaults_then_file_then_flags(shop):
     assert plan.text.startswith("labels")
 
 
+def test_a_config_naming_no_model_trains_one_named_after_the_file(shop):
+    """Not the default sentiment-lstm: --promote would have replaced the IMDB model."""
+    labels = 'labels = ["negative", "neutral", "positive"]\n'
+    cfg, _ = plan_of(shop, labels + CSV_SOURCE)
+    assert cfg.name == "train"  # train.toml
+    cfg, _ = plan_of(shop, labels + '[train]\nname = "mine"\n' + CSV_SOURCE)
+    assert cfg.name == "mine"
+    cfg, _ = plan_of(shop, labels + CSV_SOURCE, "--name", "flagged")
+    assert cfg.name == "flagged"
+
+
+def test_a_config_file_may_start_with_a_byte_order_mark_and_paths_with_a_tilde(shop, monkeypatch):
+    monkeypatch.setenv("HOME", str(shop))
+    path = shop / "bom.toml"
+    source = CSV_SOURCE.replace('"shop.csv"', '"~/shop.csv"')
+    path.write_text("\ufeff" + 'labels = ["negative", "positive"]\n[train]\nepochs = 2\n' + source)
+    cfg = parse_args(["--config", str(path)])
+    assert cfg.epochs == 2 and cfg.name == "bom"
+    assert load_plan(cfg).sources[0].train == ((shop / "shop.csv").resolve(),)
+
+
 def test_the_shipped_imdb_config_is_the_default():
     cfg = parse_args(["--config", str(ROOT / "configs" / "imdb.toml")])
     plan = load_plan(cfg)
@@ -119,6 +140,8 @@ def test_the_general_config_is_the_committed_general_models_recipe():
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "header = false\n", "needs column numbers"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "label_map = { neutral = 2 }\n", "maps to 'neutral'"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "label_map = { negative = 1, positive = [1] }\n", "mapped twice"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "label_map = { positive = { a = 1 } }\n", "label_map.positive: a source label is a string"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + 'quoting = "minimal"\n', "quoting must be one of csv, none"),
         ('labels = ["negative", "positive"]\n' + CSV_SOURCE + CSV_SOURCE, "two sources are named 'shop'"),
         ('labels = ["negative", "positive"]\n[[sources]]\nreader = "csv"\n', "at least one of train"),
         ('labels = ["negative", "positive"]\n[[sources]]\nreader = "jsonl"\ntrain = ["shop.csv"]\ntext = 0\n', "column name"),
@@ -239,7 +262,7 @@ def test_a_missing_column_exits_2_naming_it_and_leaves_no_folder(shop, capsys):
     models = shop / "models"
     assert main(["--config", str(config), "--models-dir", str(models)]) == 2
     err = capsys.readouterr().err
-    assert "no column 'review' (its columns: text, label)" in err and "Traceback" not in err
+    assert "no column 'review' (its columns: 'text', 'label')" in err and "Traceback" not in err
     assert not list(models.iterdir())  # neither a .partial folder nor an empty models/<name>
 
 

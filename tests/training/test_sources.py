@@ -93,13 +93,71 @@ def test_missing_file_and_column_are_errors_naming_them(tmp_path):
     with pytest.raises(SourceError, match=r"nowhere\.csv not found"):
         read(spec("s", "csv", train=(tmp_path / "nowhere.csv",)))
     csv = write(tmp_path / "a.csv", "body,label\nnice,positive\n")
-    with pytest.raises(SourceError, match=r"no column 'text' \(its columns: body, label\)"):
+    with pytest.raises(SourceError, match=r"no column 'text' \(its columns: 'body', 'label'\)"):
         read(spec("s", "csv", train=(csv,)))
     with pytest.raises(SourceError, match=r"a\.csv has no header row \(its first line is empty"):
         read(spec("s", "csv", train=(write(tmp_path / "a.csv", ""),)))
     with pytest.raises(SourceError, match=r"s: .*/data is a folder; name the file in it"):
         (tmp_path / "data").mkdir()
         read(spec("s", "csv", train=(tmp_path / "data",)))
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        # A plain TSV line opening with a quote: read on, the rows after it were one field.
+        ('text\tlabel\n"Best film\tpositive\ndull\tnegative\nsaid "wow"\tpositive\n', 4),
+        ('text\tlabel\nfine\tpositive\n"open to the end\tnegative\nok\tneutral\n', 4),
+    ],
+)
+def test_a_quote_that_breaks_the_quoting_is_an_error_naming_the_line(tmp_path, content, line):
+    path = write(tmp_path / "q.tsv", content)
+    with pytest.raises(SourceError, match=rf"q\.tsv: .*line {line} .*quoting = \"none\""):
+        read(spec("t", "tsv", train=(path,)))
+    corpus, report = read(spec("t", "tsv", train=(path,), quoting="none"))
+    assert report.read == 3 and len(corpus.train) == 3  # every line a row, its quotes kept
+    assert any(text.startswith('"') for text, _ in rows(corpus))
+
+
+def test_a_field_over_the_size_limit_is_an_error_not_a_traceback(tmp_path):
+    path = write(tmp_path / "big.csv", 'text,label\n"' + "x" * ((1 << 24) + 10) + '",positive\n')
+    with pytest.raises(SourceError, match=r"big\.csv: .*field larger than field limit"):
+        read(spec("s", "csv", train=(path,)))
+
+
+def test_ambiguous_or_missing_columns_are_errors_naming_them(tmp_path):
+    twice = write(tmp_path / "a.csv", "text,label,label\nnice,positive,negative\n")
+    with pytest.raises(SourceError, match=r"a\.csv has two columns named 'label'"):
+        read(spec("s", "csv", train=(twice,)))
+    spaced = write(tmp_path / "b.csv", "text, label\nnice,positive\n")
+    with pytest.raises(SourceError, match=r"its columns: 'text', ' label'"):
+        read(spec("s", "csv", train=(spaced,)))
+    with pytest.raises(SourceError, match=r"b\.csv has no column 5 .*its header has 2"):
+        read(spec("s", "csv", train=(spaced,), text=0, label=5))
+
+
+def test_jsonl_text_that_is_not_a_string_and_undecodable_lines_are_bad_rows(tmp_path):
+    lines = [
+        b'{"text": {"a": 1}, "label": "positive"}',
+        b'{"text": ["x", "y"], "label": "negative"}',
+        b'{"text": true, "label": "neutral"}',
+        b'{"text": 5, "label": "positive"}',  # a number reads as text, as in a CSV
+        b'{"text": "caf\xe9", "label": "positive"}',
+        b'{"text": "fine", "label": true}',
+    ]
+    path = write(tmp_path / "a.jsonl", b"\n".join(lines) + b"\n")
+    corpus, report = read(spec("j", "jsonl", train=(path,), label_map={"true": "positive"}))
+    assert rows(corpus) == [("fine", "positive")]
+    assert report.read == 6
+    assert report.dropped == Counter(
+        {
+            "text is not a string (a JSON object)": 1,
+            "text is not a string (a JSON array)": 1,
+            "text is not a string (a JSON boolean)": 1,
+            "unknown label 'positive'": 1,
+            "not utf-8": 1,
+        }
+    )
 
 
 @pytest.mark.parametrize("reader", ["csv", "jsonl", "sst2"])
@@ -219,6 +277,24 @@ def test_blitzer_pseudo_xml_latin1_ampersands_and_groups(tmp_path):
 def test_blitzer_missing_domain_names_it(tmp_path):
     with pytest.raises(SourceError, match=r"books.*not found"):
         read(spec("blitzer", "blitzer", train=(tmp_path / "books",)))
+    file = write(tmp_path / "positive.review", "")
+    with pytest.raises(SourceError, match=r"positive\.review is a file \(expected a Blitzer"):
+        read(spec("blitzer", "blitzer", train=(file,)))
+
+
+def test_blitzer_undecodable_and_unclosed_reviews_are_counted(tmp_path):
+    """Once a UnicodeDecodeError ended the run, and an unclosed review vanished."""
+    domain = tmp_path / "kitchen"
+    domain.mkdir()
+    good = BLITZER.format(rating="5.0", title="Good", text="Works well")
+    unclosed = good.replace("</review>", "").replace("Works well", "Lost one")
+    bad = BLITZER.format(rating="5.0", title="Bad bytes", text="caf\xe9").encode("latin-1")
+    write(domain / "positive.review", unclosed.encode() + good.encode() + bad)
+    write(domain / "negative.review", BLITZER.format(rating="1.0", title="", text="Broke"))
+    corpus, report = read(spec("blitzer", "blitzer", test=(domain,), encoding="utf-8"))
+    assert rows(corpus, "test") == [("Good\nWorks well", "positive"), ("Broke", "negative")]
+    assert report.read == 4
+    assert report.dropped == Counter({"<review> without </review>": 1, "not utf-8": 1})
 
 
 # -- SemEval ---------------------------------------------------------------------------------
@@ -250,6 +326,14 @@ def test_semeval_dedup_conflicts_unescaping_and_the_extra_column(tmp_path):
         {"tweet id with conflicting labels": 2, "repeated tweet id": 2, "too few columns": 1}
     )
     assert report.read == 10 and [e.group for e in corpus.test] == ["tweet:4", "tweet:7"]
+
+
+def test_semeval_rows_without_an_id_are_rows_of_their_own(tmp_path):
+    """Once pooled under the id "": two were dropped as one tweet with two labels."""
+    path = write(tmp_path / "t.tsv", "\tpositive\tgreat\n\tnegative\tawful\n\tneutral\tok\n")
+    corpus, report = read(spec("semeval", "semeval", train=(path,)))
+    assert rows(corpus) == [("great", "positive"), ("awful", "negative"), ("ok", "neutral")]
+    assert report.read == 3 and not report.dropped
 
 
 def test_unescape_literals():

@@ -16,6 +16,9 @@ from sentiment_core.tokenizer import CONTROL_CHAR
 from training.data import DatasetError
 
 SPLITS = ("train", "validation", "test")
+# What errors="surrogateescape" makes of the bytes an encoding cannot decode: a reader
+# counts the row holding one instead of ending the file on the first.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class SourceError(DatasetError):
@@ -58,6 +61,7 @@ class SourceSpec:
     label: str | int = "label"
     group: str | int | None = None  # column whose value groups rows (None = the text)
     header: bool = True
+    quoting: str = "csv"  # csv/tsv: "none" reads a quote as an ordinary character
     encoding: str = "utf-8"
     label_map: dict[str, str] = field(default_factory=dict)  # source label -> model label
     skip_labels: tuple[str, ...] = ()  # source labels left out on purpose (not "bad")
@@ -133,7 +137,10 @@ def clean_text(text: str) -> str:
 
 
 def canonical_label(value: object) -> str:
-    """A label as text, so that ``4``, ``"4"`` and ``"4.0"`` (a star column) are one label."""
+    """A label as text, so that ``4``, ``"4"`` and ``"4.0"`` (a star column) are one label,
+    and JSON's ``true`` is a CSV's ``true``."""
+    if isinstance(value, bool):
+        return str(value).lower()
     text = str(value).strip()
     try:
         number = float(text)

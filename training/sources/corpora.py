@@ -8,13 +8,16 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 from training.sources.base import (
+    UNDECODABLE,
     RawRow,
     SourceError,
     SourceReport,
     SourceSpec,
     decode_line,
+    file_codec,
     require_file,
     unescape_literals,
 )
@@ -57,15 +60,31 @@ def read_blitzer(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
     """
     for split, folder in spec.files():
         if not folder.is_dir():
-            raise SourceError(f"{spec.name}: {folder} not found (expected a Blitzer domain folder)")
+            found = "is a file" if folder.exists() else "not found"
+            raise SourceError(f"{spec.name}: {folder} {found} (expected a Blitzer domain folder)")
         for label, name in _BLITZER_FILES.items():
-            content = require_file(folder / name, spec.name).read_text(encoding=spec.encoding)
-            for block in _BLITZER_REVIEW.findall(content):
+            for block in _BLITZER_REVIEW.findall(_blitzer_file(folder / name, spec)):
+                if UNDECODABLE.search(block):
+                    report.read += 1
+                    report.drop(f"not {spec.encoding}")
+                    continue
+                if "<review>" in block:  # one before it had no </review>: it is lost
+                    report.read += 1
+                    report.drop("<review> without </review>")
+                    block = block.rsplit("<review>", 1)[1]
                 fields = dict(_BLITZER_FIELD.findall(block))
                 title, body = fields.get("title", ""), fields.get("review_text", "")
                 text = f"{title}\n{body}" if title and body else body
                 group = f"{folder.name}:{fields['asin']}" if fields.get("asin") else ""
                 yield RawRow(unescape_literals(text), label, group, split)
+
+
+def _blitzer_file(path: Path, spec: SourceSpec) -> str:
+    """The file as text; a byte the encoding cannot decode becomes a marker its review's
+    check counts, instead of an error that would end the run."""
+    codec = file_codec(spec.encoding)
+    with require_file(path, spec.name).open(encoding=codec, errors="surrogateescape") as handle:
+        return handle.read()
 
 
 def read_semeval(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
@@ -86,7 +105,11 @@ def read_semeval(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
                 report.read += 1
                 report.drop("too few columns")
                 continue
-            by_id[parts[0].strip()].append((parts[1], _strip_wrapping_quotes(parts[2]), split))
+            row = (parts[1], _strip_wrapping_quotes(parts[2]), split)
+            if tweet_id := parts[0].strip():
+                by_id[tweet_id].append(row)
+            else:  # no id to deduplicate by: a row of its own, grouped by its text
+                yield RawRow(unescape_literals(row[1]), row[0], "", split)
     for tweet_id, rows in by_id.items():
         if len({label.strip() for label, _, _ in rows}) > 1:
             report.read += len(rows)

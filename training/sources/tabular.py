@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from training.sources.base import (
+    UNDECODABLE,
     RawRow,
     SourceError,
     SourceReport,
@@ -19,7 +19,6 @@ from training.sources.base import (
 
 # Python's csv module refuses fields over 128 KiB by default; reviews can be long.
 csv.field_size_limit(1 << 24)
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape could not decode
 
 
 def read_delimited(spec: SourceSpec, report: SourceReport, delimiter: str) -> Iterator[RawRow]:
@@ -30,17 +29,40 @@ def read_delimited(spec: SourceSpec, report: SourceReport, delimiter: str) -> It
         with require_file(path, spec.name).open(
             encoding=file_codec(spec.encoding), errors="surrogateescape", newline=""
         ) as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, []) if spec.header else []
-            if spec.header and not header:
-                raise SourceError(
-                    f"{spec.name}: {path} has no header row (its first line is empty)"
-                )
-            columns = [_column(spec, key, header, path) for key in _keys(spec)]
-            for line, fields in enumerate(reader, start=2 if spec.header else 1):
-                row = _pick(fields, columns, split, report, f"{path.name}:{line}", spec.encoding)
-                if row is not None:
-                    yield row
+            reader = _reader(handle, delimiter, spec.quoting)
+            try:
+                yield from _delimited_rows(reader, spec, split, path, report)
+            except csv.Error as exc:  # a quote left open, or a field over the size limit
+                raise SourceError(_broken(spec, path, reader.line_num, exc)) from None
+
+
+def _reader(handle, delimiter: str, quoting: str):
+    if quoting == "none":  # a quote is a character like any other
+        return csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    # strict: a quote opened and never closed where a field ends stops the file with an
+    # error, instead of swallowing the rows after it into one field.
+    return csv.reader(handle, delimiter=delimiter, strict=True)
+
+
+def _delimited_rows(reader, spec: SourceSpec, split: str, path: Path, report: SourceReport):
+    header = next(reader, []) if spec.header else []
+    if spec.header and not header:
+        raise SourceError(f"{spec.name}: {path} has no header row (its first line is empty)")
+    columns = [_column(spec, key, header, path) for key in _keys(spec)]
+    for fields in reader:
+        row = _pick(fields, columns, split, report, spec.encoding)
+        if row is not None:
+            yield row
+
+
+def _broken(spec: SourceSpec, path: Path, line: int, exc: csv.Error) -> str:
+    hint = (
+        "; if its quotes are ordinary characters (no field is quoted), "
+        'set quoting = "none" for this source'
+        if spec.quoting != "none"
+        else ""
+    )
+    return f"{spec.name}: {path}: cannot read the line ending at line {line} ({exc}){hint}"
 
 
 def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
@@ -54,9 +76,10 @@ def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
                     continue
                 try:
                     item = json.loads(raw.decode(file_codec(spec.encoding)))
-                except (UnicodeDecodeError, json.JSONDecodeError):
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     report.read += 1
-                    report.drop("not valid JSON")
+                    bad = isinstance(exc, UnicodeDecodeError)
+                    report.drop(f"not {spec.encoding}" if bad else "not valid JSON")
                     continue
                 if not isinstance(item, dict):
                     report.read += 1
@@ -65,9 +88,14 @@ def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
                 if first:  # JSON Lines have no header: the first object stands for one
                     _check_keys(item, (text_key, label_key), path, number)
                     first = False
+                text = item.get(text_key)
+                if not isinstance(text, str | int | float | None) or isinstance(text, bool):
+                    report.read += 1
+                    report.drop(f"text is not a string (a JSON {_json_type(text)})")
+                    continue
                 group = item.get(group_key) if group_key is not None else None
                 yield RawRow(
-                    _as_text(item.get(text_key)),
+                    _as_text(text),
                     _as_text(item.get(label_key)),
                     "" if group is None else f"{spec.name}:{group}",
                     split,
@@ -83,17 +111,23 @@ def _column(spec: SourceSpec, key: str | int | None, header: list[str], path: Pa
     if key is None:
         return None
     if isinstance(key, int):
+        if spec.header and key >= len(header):
+            raise SourceError(
+                f"{spec.name}: {path} has no column {key} (columns are numbered from 0; "
+                f"its header has {len(header)})"
+            )
         return key
     if not spec.header:
         raise SourceError(f"{spec.name}: {path} has no header row; give columns as numbers")
     if key not in header:
-        raise SourceError(
-            f"{spec.name}: {path} has no column {key!r} (its columns: {', '.join(header)})"
-        )
+        names = ", ".join(map(repr, header))
+        raise SourceError(f"{spec.name}: {path} has no column {key!r} (its columns: {names})")
+    if header.count(key) > 1:
+        raise SourceError(f"{spec.name}: {path} has two columns named {key!r}: rename one")
     return header.index(key)
 
 
-def _pick(fields, columns, split, report: SourceReport, where: str, encoding: str):
+def _pick(fields, columns, split, report: SourceReport, encoding: str):
     text_at, label_at, group_at = columns
     wanted = [c for c in columns if c is not None]
     if len(fields) <= max(wanted):
@@ -101,7 +135,7 @@ def _pick(fields, columns, split, report: SourceReport, where: str, encoding: st
             report.read += 1
             report.drop("too few columns")
         return None
-    if any(_UNDECODABLE.search(field) for field in fields):
+    if any(UNDECODABLE.search(field) for field in fields):
         report.read += 1
         report.drop(f"not {encoding}")
         return None
@@ -118,4 +152,10 @@ def _check_keys(item: dict, keys: tuple, path: Path, line: int) -> None:
 
 
 def _as_text(value) -> str:
+    if isinstance(value, bool):  # JSON's spelling, as a CSV holds it
+        return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def _json_type(value) -> str:
+    return {bool: "boolean", dict: "object", list: "array"}.get(type(value), type(value).__name__)

@@ -51,15 +51,21 @@ async def app(scope, receive, send) -> None:
         raise
 
 
-@pytest.fixture(scope="module")
-def port() -> Iterator[int]:
+def start_server() -> tuple[uvicorn.Server, threading.Thread, int]:
+    """The test app on a free port, in a thread: the server, its thread, the port."""
     config = uvicorn.Config(app, port=0, http=SmallLimits, lifespan="off", log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         thread.join(0.05)
-    yield server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    server, thread, port = start_server()
+    yield port
     server.should_exit = True
     thread.join(10)
 
@@ -376,3 +382,74 @@ def test_trailer_fields_of_a_chunked_body_are_limited_as_a_head(port):
             conn.send(b"1\r\nx\r\n" * 1_000)
         conn.send(b"0\r\nX-T: 1\r\n\r\n")
         assert conn.answer() == (200, {"bytes": 20_000})
+
+
+def chunked(path: str, chunks: bytes) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunks
+
+
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),  # a head the parser refuses, after the queued requests
+        (request("/", b"", b"X-Big: " + b"a" * 5_000 + b"\r\n"), 431),  # a head too large
+    ],
+)
+def test_a_refusal_after_pipelined_requests_comes_after_all_their_answers(port, refused, status):
+    """Requests read whole are answered, in turn, before the refusal and the close."""
+    with Connection(port) as conn:
+        conn.send(request("/slow", b"{}") + request("/", b"abc") + refused)
+        assert conn.answer() == (200, {"bytes": 2})
+        assert conn.answer() == (200, {"bytes": 3})
+        assert conn.answer()[0] == status
+        assert conn.closed()
+
+
+def test_a_queued_request_whose_body_breaks_the_parser_gets_the_400_in_its_turn(port):
+    with Connection(port) as conn:
+        conn.send(
+            request("/slow", b"{}") + request("/", b"a") + chunked("/", b"3\r\nabc\r\nzz\r\n")
+        )
+        assert conn.answer() == (200, {"bytes": 2})
+        assert conn.answer() == (200, {"bytes": 1})
+        status, body = conn.answer()
+        assert status == 400 and "chunk size" in body["error"]["message"]
+        assert conn.closed()
+
+
+def test_a_refused_head_gets_an_access_line_naming_the_problem(port, caplog):
+    """The middleware never sees these requests; the protocol logs each refusal itself."""
+    with caplog.at_level(logging.INFO, "service.access"), Connection(port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+        status, body = conn.answer()
+        assert conn.closed()
+    (line,) = [r for r in caplog.records if r.name == "service.access"]
+    assert line.status == status == 400 and line.error == "bad_request"
+    assert line.request_id == body["request_id"] and line.client == "127.0.0.1"
+    assert line.getMessage() == f"refused 400 {body['error']['message']}"
+
+
+def test_no_refusal_is_sent_or_logged_after_an_answer_that_closed_the_connection(port, caplog):
+    closing = request("/", b"a", b"Connection: close\r\n")
+    with caplog.at_level(logging.INFO, "service.access"), Connection(port) as conn:
+        conn.send(request("/slow", b"{}") + closing + b"GARBAGE\r\n\r\n")
+        assert conn.answer() == (200, {"bytes": 2})
+        assert conn.answer() == (200, {"bytes": 1})
+        assert conn.closed()
+    assert not [r for r in caplog.records if r.name == "service.access"]
+
+
+def test_a_shutdown_while_pipelined_answers_drain_still_sends_the_refusal():
+    """uvicorn's shutdown marks the newest request's answer as the last: the refusal after it
+    was lost. Now it is sent in its turn and ends the connection, with no lingering."""
+    server, thread, port = start_server()
+    with Connection(port) as conn:
+        conn.send(request("/slow", b"{}") + request("/", b"abc") + b"GARBAGE\r\n\r\n")
+        time.sleep(APP_SLEEP_S / 4)
+        server.should_exit = True
+        assert conn.answer() == (200, {"bytes": 2})
+        assert conn.answer() == (200, {"bytes": 3})
+        assert conn.answer()[0] == 400
+        assert conn.closed()
+    thread.join(10)
+    assert not thread.is_alive()
