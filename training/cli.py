@@ -8,11 +8,13 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import NoReturn
 
+from sentiment_core.manifest import NAME_PATTERN
 from training.config import GROUP_STARTS, Config, config_fields, field_type
 from training.config_file import ConfigError, read_train_table
 
@@ -91,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         # A config that names no model trains one named after the file, not into the IMDB
         # model's folder (where --promote would replace it).
         values["name"] = Path(config).stem
+        if not ({"name"} & (table.keys() | given.keys())) and not _valid_name(values["name"]):
+            raise ConfigError(
+                f"{config}: the file's name {values['name']!r} is not a model name (letters, "
+                "digits, '.', '_', '-'): set [train] name in it, or --name"
+            )
         values.update(_paths_from(table, Path(config).parent))
     values.update(_paths_from(given, Path.cwd()))
     cfg = Config(**values)
@@ -101,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
         cfg.data = str(download_imdb(PROJECT_ROOT / "data" / "aclImdb_v1.tar.gz"))
     return cfg
+
+
+def _valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None
 
 
 def _paths_from(values: dict, base: Path) -> dict:

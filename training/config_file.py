@@ -155,4 +155,4 @@ def _data_dir(cfg: Config, document: dict) -> Path:
     given = document.get("data_dir", ".")
     if not isinstance(given, str):
         raise ConfigError(f"{cfg.config}: data_dir must be a path (a string)")
-    return (base / given).resolve()
+    return (base / Path(given).expanduser()).resolve()

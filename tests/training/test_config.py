@@ -62,6 +62,11 @@ def test_a_config_naming_no_model_trains_one_named_after_the_file(shop):
     assert cfg.name == "mine"
     cfg, _ = plan_of(shop, labels + CSV_SOURCE, "--name", "flagged")
     assert cfg.name == "flagged"
+    spaced = shop / "my config.toml"
+    spaced.write_text(labels + CSV_SOURCE)
+    with pytest.raises(ConfigError, match=r"file's name 'my config' is not a model name.*--name"):
+        parse_args(["--config", str(spaced)])
+    assert parse_args(["--config", str(spaced), "--name", "mine"]).name == "mine"
 
 
 def test_a_config_file_may_start_with_a_byte_order_mark_and_paths_with_a_tilde(shop, monkeypatch):

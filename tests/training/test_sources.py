@@ -106,13 +106,16 @@ def test_missing_file_and_column_are_errors_naming_them(tmp_path):
     ("content", "line"),
     [
         # A plain TSV line opening with a quote: read on, the rows after it were one field.
-        ('text\tlabel\n"Best film\tpositive\ndull\tnegative\nsaid "wow"\tpositive\n', 4),
-        ('text\tlabel\nfine\tpositive\n"open to the end\tnegative\nok\tneutral\n', 4),
+        ('text\tlabel\n"Best film\tpositive\ndull\tnegative\nsaid "wow"\tpositive\n', "2 .read to line 4"),
+        ('text\tlabel\nfine\tpositive\n"open to the end\tnegative\nok\tneutral\n', "3 .read to line 4"),
     ],
-)
+)  # fmt: skip
 def test_a_quote_that_breaks_the_quoting_is_an_error_naming_the_line(tmp_path, content, line):
+    """The line named is where the broken row starts: where its stray quote is."""
     path = write(tmp_path / "q.tsv", content)
-    with pytest.raises(SourceError, match=rf"q\.tsv: .*line {line} .*quoting = \"none\""):
+    with pytest.raises(
+        SourceError, match=rf"q\.tsv: .*starting at line {line}.*quoting = \"none\""
+    ):
         read(spec("t", "tsv", train=(path,)))
     corpus, report = read(spec("t", "tsv", train=(path,), quoting="none"))
     assert report.read == 3 and len(corpus.train) == 3  # every line a row, its quotes kept
@@ -134,6 +137,21 @@ def test_ambiguous_or_missing_columns_are_errors_naming_them(tmp_path):
         read(spec("s", "csv", train=(spaced,)))
     with pytest.raises(SourceError, match=r"b\.csv has no column 5 .*its header has 2"):
         read(spec("s", "csv", train=(spaced,), text=0, label=5))
+
+
+def test_a_csv_quote_error_names_the_row_and_what_csv_quoting_needs(tmp_path):
+    path = write(tmp_path / "q.csv", 'text,label\nfine,positive\n"nice" ,positive\n')
+    with pytest.raises(SourceError, match=r"starting at line 3 .*must close with one just befo"):
+        read(spec("s", "csv", train=(path,)))
+
+
+def test_true_and_false_labels_are_one_label_whatever_their_case(tmp_path):
+    """pandas writes True/False; JSON and TOML write true/false."""
+    path = write(tmp_path / "b.csv", "text,label\nnice,True\nbad,FALSE\nok,false\n")
+    mapping = {"true": "positive", "false": "negative"}
+    corpus, report = read(spec("s", "csv", train=(path,), label_map=mapping))
+    assert rows(corpus) == [("nice", "positive"), ("bad", "negative"), ("ok", "negative")]
+    assert not report.dropped
 
 
 def test_jsonl_text_that_is_not_a_string_and_undecodable_lines_are_bad_rows(tmp_path):
@@ -287,14 +305,15 @@ def test_blitzer_undecodable_and_unclosed_reviews_are_counted(tmp_path):
     domain = tmp_path / "kitchen"
     domain.mkdir()
     good = BLITZER.format(rating="5.0", title="Good", text="Works well")
-    unclosed = good.replace("</review>", "").replace("Works well", "Lost one")
+    unclosed = good.replace("</review>", "").replace("Works well", "Lost one").encode()
     bad = BLITZER.format(rating="5.0", title="Bad bytes", text="caf\xe9").encode("latin-1")
-    write(domain / "positive.review", unclosed.encode() + good.encode() + bad)
+    lost_bad = bad.replace(b"</review>", b"")  # its bytes must not drop the review after it
+    write(domain / "positive.review", unclosed * 2 + lost_bad + good.encode() + bad + unclosed)
     write(domain / "negative.review", BLITZER.format(rating="1.0", title="", text="Broke"))
     corpus, report = read(spec("blitzer", "blitzer", test=(domain,), encoding="utf-8"))
     assert rows(corpus, "test") == [("Good\nWorks well", "positive"), ("Broke", "negative")]
-    assert report.read == 4
-    assert report.dropped == Counter({"<review> without </review>": 1, "not utf-8": 1})
+    assert report.read == 7  # 3 unclosed before a review, 1 at the end, 1 bad, 2 good
+    assert report.dropped == Counter({"<review> without </review>": 4, "not utf-8": 1})
 
 
 # -- SemEval ---------------------------------------------------------------------------------

@@ -138,10 +138,10 @@ def clean_text(text: str) -> str:
 
 def canonical_label(value: object) -> str:
     """A label as text, so that ``4``, ``"4"`` and ``"4.0"`` (a star column) are one label,
-    and JSON's ``true`` is a CSV's ``true``."""
-    if isinstance(value, bool):
-        return str(value).lower()
+    and so are ``true``, ``True`` and ``TRUE``."""
     text = str(value).strip()
+    if text.lower() in ("true", "false"):  # JSON's true, pandas' True, a CSV's TRUE
+        return text.lower()
     try:
         number = float(text)
     except ValueError:

@@ -63,20 +63,27 @@ def read_blitzer(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
             found = "is a file" if folder.exists() else "not found"
             raise SourceError(f"{spec.name}: {folder} {found} (expected a Blitzer domain folder)")
         for label, name in _BLITZER_FILES.items():
-            for block in _BLITZER_REVIEW.findall(_blitzer_file(folder / name, spec)):
+            content = _blitzer_file(folder / name, spec)
+            _count_unclosed(content[content.rfind("</review>") + 1 :], report)  # the last
+            for block in _BLITZER_REVIEW.findall(content):
+                *unclosed, block = block.split("<review>")
+                _count_unclosed("<review>" * len(unclosed), report)  # those before it
                 if UNDECODABLE.search(block):
                     report.read += 1
                     report.drop(f"not {spec.encoding}")
                     continue
-                if "<review>" in block:  # one before it had no </review>: it is lost
-                    report.read += 1
-                    report.drop("<review> without </review>")
-                    block = block.rsplit("<review>", 1)[1]
                 fields = dict(_BLITZER_FIELD.findall(block))
                 title, body = fields.get("title", ""), fields.get("review_text", "")
                 text = f"{title}\n{body}" if title and body else body
                 group = f"{folder.name}:{fields['asin']}" if fields.get("asin") else ""
                 yield RawRow(unescape_literals(text), label, group, split)
+
+
+def _count_unclosed(text: str, report: SourceReport) -> None:
+    """Each ``<review>`` in ``text`` began a review never closed: it is lost, and counted."""
+    if lost := text.count("<review>"):
+        report.read += lost
+        report.drop("<review> without </review>", lost)
 
 
 def _blitzer_file(path: Path, spec: SourceSpec) -> str:

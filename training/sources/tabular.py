@@ -30,10 +30,7 @@ def read_delimited(spec: SourceSpec, report: SourceReport, delimiter: str) -> It
             encoding=file_codec(spec.encoding), errors="surrogateescape", newline=""
         ) as handle:
             reader = _reader(handle, delimiter, spec.quoting)
-            try:
-                yield from _delimited_rows(reader, spec, split, path, report)
-            except csv.Error as exc:  # a quote left open, or a field over the size limit
-                raise SourceError(_broken(spec, path, reader.line_num, exc)) from None
+            yield from _delimited_rows(_checked(reader, spec, path), spec, split, path, report)
 
 
 def _reader(handle, delimiter: str, quoting: str):
@@ -44,25 +41,40 @@ def _reader(handle, delimiter: str, quoting: str):
     return csv.reader(handle, delimiter=delimiter, strict=True)
 
 
-def _delimited_rows(reader, spec: SourceSpec, split: str, path: Path, report: SourceReport):
-    header = next(reader, []) if spec.header else []
+def _checked(reader, spec: SourceSpec, path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a row it cannot read (a quote breaking the quoting, a field over
+    the size limit) is an error naming the line the row starts on."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SourceError(_broken(spec, path, start, reader.line_num, exc)) from None
+        yield fields
+
+
+def _delimited_rows(rows, spec: SourceSpec, split: str, path: Path, report: SourceReport):
+    header = next(rows, []) if spec.header else []
     if spec.header and not header:
         raise SourceError(f"{spec.name}: {path} has no header row (its first line is empty)")
     columns = [_column(spec, key, header, path) for key in _keys(spec)]
-    for fields in reader:
+    for fields in rows:
         row = _pick(fields, columns, split, report, spec.encoding)
         if row is not None:
             yield row
 
 
-def _broken(spec: SourceSpec, path: Path, line: int, exc: csv.Error) -> str:
-    hint = (
-        "; if its quotes are ordinary characters (no field is quoted), "
-        'set quoting = "none" for this source'
-        if spec.quoting != "none"
-        else ""
-    )
-    return f"{spec.name}: {path}: cannot read the line ending at line {line} ({exc}){hint}"
+def _broken(spec: SourceSpec, path: Path, start: int, end: int, exc: csv.Error) -> str:
+    where = f"line {start}" + (f" (read to line {end})" if end > start else "")
+    if spec.quoting == "none":
+        hint = ""
+    elif spec.reader == "tsv":
+        hint = '; if its quotes are ordinary characters, set quoting = "none" for this source'
+    else:
+        hint = "; a field that opens with a quote must close with one just before , or the line end"
+    return f"{spec.name}: {path}: cannot read the row starting at {where} ({exc}){hint}"
 
 
 def read_jsonl(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
