@@ -166,6 +166,18 @@ def version_name(models_root: Path, name: str, version: str) -> str:
     return path.name
 
 
+def existing_version(models_root: Path, name: str, version: str) -> Path:
+    """``<models_root>/<name>/<version>``, or an error listing the versions there are."""
+    bundle = models_root / name / version
+    try:
+        if bundle.is_dir():
+            return bundle
+    except OSError as exc:  # a name too long, a folder we may not read
+        raise BundleError(f"{str(bundle)[:200]}: {_why(exc)}") from None
+    there = ", ".join(p.name for p in bundle_versions(models_root, name)) or "none"
+    raise BundleError(f"model {name!r} has no version {version[:100]!r} (its versions: {there})")
+
+
 def refuse_smoke_run(bundle: Path, manifest: Manifest, force: bool, how: str) -> None:
     """A bundle trained with ``limit`` (a smoke run) is served only when asked by force."""
     limit = manifest.hyperparameters.get("limit") or 0
@@ -180,15 +192,14 @@ def promote(models_root: Path, name: str, version: str, *, force: bool = False) 
     Smoke runs (trained with ``limit``) are refused unless ``force``: they are not models
     anyone should be served by accident.
     """
-    version = version_name(models_root, name, version)
-    bundle = models_root / name / version
+    bundle = existing_version(models_root, name, version_name(models_root, name, version))
     manifest = read_manifest(bundle)
     verify_files(bundle, manifest)
     if manifest.name != name:
         raise BundleError(f"{bundle}: its manifest names model {manifest.name!r}, not {name!r}")
     refuse_smoke_run(bundle, manifest, force, "promote it anyway with --force")
     check_loadable(bundle, manifest)
-    write_pointer(models_root / name / PROMOTED_FILE, version)
+    write_pointer(models_root / name / PROMOTED_FILE, bundle.name)
     return bundle
 
 

@@ -90,8 +90,9 @@ def calibrate(
     report = {
         "method": "temperature",
         "temperature": round(temperature, 4),
-        "val_nll": [round(nll(logits, y, t), 4) for t in (1.0, temperature)],
-        "val_ece": [round(ece(logits, y, t), 4) for t in (1.0, temperature)],
+        # (+ 0.0: a loss that rounds to zero from below is 0.0, not -0.0)
+        "val_nll": [round(nll(logits, y, t), 4) + 0.0 for t in (1.0, temperature)],
+        "val_ece": [round(ece(logits, y, t), 4) + 0.0 for t in (1.0, temperature)],
     }
     log(
         f"calibration: temperature {temperature:.3f}; validation NLL "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.config import Config, config_fields, field_type
-from training.source_specs import ConfigError, source_spec
+from training.source_specs import ConfigError, did_you_mean, source_spec
 from training.sources import SourceSpec, default_label_map
 
 __all__ = ["ConfigError", "Plan", "default_plan", "load_plan", "read_train_table"]
@@ -66,9 +66,10 @@ def read_document(path: str) -> dict:
 def read_train_table(path: str) -> dict:
     """The ``[train]`` table, checked against the flags: names, types and choices."""
     document = read_document(path)
-    if unknown := set(document) - TOP_KEYS:
+    if unknown := sorted(set(document) - TOP_KEYS):
         raise ConfigError(
-            f"{path}: unknown key {sorted(unknown)[0]!r} (expected {sorted(TOP_KEYS)})"
+            f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], TOP_KEYS)} "
+            f"(expected {', '.join(sorted(TOP_KEYS))})"
         )
     fields = {f.name: f for f in config_fields() if f.name != "config"}
     values = {}
@@ -81,11 +82,21 @@ def read_train_table(path: str) -> dict:
         for key, value in table.items():
             name = _setting_name(table_name, key.replace("-", "_"))
             if name not in fields:
+                close = did_you_mean(key, _table_keys(table_name, fields))
                 raise ConfigError(
-                    f"{path}: [{table_name}] has no setting {key!r} (see sentiment-train --help)"
+                    f"{path}: [{table_name}] has no setting {key!r}{close} "
+                    "(see sentiment-train --help)"
                 )
             values[name] = _typed(fields[name], value, f"{path}: [{table_name}] {key}")
     return values
+
+
+def _table_keys(table: str, fields: dict) -> list[str]:
+    """The keys a table takes, as written in it (``learning-rate``; ``epochs`` in [pretrain])."""
+    if table == "train":
+        return [name.replace("_", "-") for name in fields]
+    prefix = f"{table}_"
+    return [n.removeprefix(prefix).replace("_", "-") for n in fields if n.startswith(prefix)]
 
 
 def _setting_name(table: str, key: str) -> str:

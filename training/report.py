@@ -97,6 +97,8 @@ def run_baseline(train, validation, test, corpus, labels, metrics: dict, log) ->
     )
     for name, result in val_by_source.items():  # a source without a test split has only these
         metrics["sources"][name]["baseline_validation"] = result
+    if warning := behind_the_baseline(metrics["validation"], out["validation"]):
+        log(warning)
     if test.ids:
         test_outputs = _as_outputs(baseline.probabilities(texts(test)), labels)
         out["test"], by_source = per_source(test, test_outputs, labels, corpus.sources("test"))
@@ -104,6 +106,23 @@ def run_baseline(train, validation, test, corpus, labels, metrics: dict, log) ->
             metrics["sources"][name]["baseline"] = result
             log(f"baseline {name}: {_fmt(result)}")
     return out
+
+
+BEHIND_BY = 0.05  # validation accuracy; more than noise on a few hundred rows
+
+
+def behind_the_baseline(lstm: dict, baseline: dict) -> str | None:
+    """A warning when the LSTM's validation accuracy trails the baseline's by more than
+    ``BEHIND_BY``: on a small dataset the default schedule stops it before it has learnt."""
+    gap = baseline["accuracy"] - lstm["accuracy"]
+    if gap <= BEHIND_BY:
+        return None
+    return (
+        f"warning: the LSTM's validation accuracy {lstm['accuracy']:.3f} is {gap:.3f} below "
+        f"the baseline's {baseline['accuracy']:.3f} on the same rows. On a small dataset it "
+        "is likely undertrained: try --epochs 20 --lr-decay 1.0 --patience 3 "
+        "(docs/training.md, 'Small datasets')"
+    )
 
 
 def _as_outputs(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:

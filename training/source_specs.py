@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from training.sources import READERS, SourceSpec, default_label_map
@@ -36,6 +37,12 @@ class ConfigError(ValueError):
     """The training config is wrong; the message names the key (exit code 2)."""
 
 
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'epochs'?"`` for a key close to a known one, else nothing."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def source_spec(
     raw: object, index: int, labels: Sequence[str], data_dir: Path, where: str
 ) -> SourceSpec:
@@ -44,7 +51,8 @@ def source_spec(
         raise ConfigError(f"{where}: each [[sources]] entry must be a table")
     reader = raw.get("reader")
     if reader not in READERS:
-        raise ConfigError(f"{where}: reader must be one of {', '.join(READERS)} (found {reader!r})")
+        found = f"found {reader!r}" if "reader" in raw else f"no reader; its keys: {sorted(raw)}"
+        raise ConfigError(f"{where}: reader must be one of {', '.join(READERS)} ({found})")
     name = raw.get("name", reader)
     where = f"{where} ({name})"
     if not isinstance(name, str) or not NAME.match(name):
@@ -52,7 +60,8 @@ def source_spec(
     allowed = KEYS.get("csv" if reader == "tsv" else reader, COMMON_KEYS | FILE_KEYS)
     if unknown := sorted(set(raw) - allowed):
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (expected {', '.join(sorted(allowed))})"
+            f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], allowed)} "
+            f"(expected {', '.join(sorted(allowed))})"
         )
     label_map, skip = _label_map(raw, reader, labels, where)
     spec = SourceSpec(

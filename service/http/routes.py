@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from sentiment_core.bundle import refuse_smoke_run
+from sentiment_core.bundle import existing_version, refuse_smoke_run
 from sentiment_core.manifest import read_manifest
 from service import pipeline
 from service.errors import (
@@ -293,4 +293,4 @@ def _bundle_path(body: ActivateModelRequest, versions_dir: Path) -> Path:
             f"'version' must name a directory directly under the models root's {root.name}/",
             field="version",
         )
-    return path
+    return existing_version(root.parent, root.name, path.name)

@@ -102,6 +102,9 @@ def test_the_promote_command_lists_and_promotes(bundle_dir, tmp_path, capsys):
     assert main(["sentiment-lstm", *root]) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == ["  v1", "* v2"]
     assert main(["sentiment-lstm", "v9", *root]) == 2
+    assert "'sentiment-lstm' has no version 'v9' (its versions: v1, v2)" in capsys.readouterr().err
+    (tmp_path / "sentiment-lstm" / "empty").mkdir()  # a folder that is not a bundle
+    assert main(["sentiment-lstm", "empty", *root]) == 2
     assert "manifest.json missing" in capsys.readouterr().err
     # A shell's completion adds a slash; a path to the folder works as well.
     assert main(["sentiment-lstm", "v1/", *root]) == 0

@@ -124,7 +124,11 @@ def test_the_general_config_is_the_committed_general_models_recipe():
     [
         ("labels = [\n", "not valid TOML"),
         ('labels = ["a", "b"]\nmodel = 1\n' + CSV_SOURCE, "unknown key 'model'"),
-        ('labels = ["negative", "positive"]\n[train]\nepoch = 2\n' + CSV_SOURCE, "no setting 'epoch'"),
+        ('labels = ["negative", "positive"]\n[train]\nepoch = 2\n' + CSV_SOURCE, "no setting 'epoch'; did you mean 'epochs'"),
+        ('labels = ["negative", "positive"]\n[pretrain]\nepoch = 2\n' + CSV_SOURCE, "no setting 'epoch'; did you mean 'epochs'"),
+        ('labels = ["negative", "positive"]\ndatadir = "."\n' + CSV_SOURCE, "unknown key 'datadir'; did you mean 'data_dir'"),
+        ('labels = ["negative", "positive"]\n' + CSV_SOURCE + "lable_map = {}\n", "unknown key 'lable_map'; did you mean 'label_map'"),
+        ('labels = ["negative", "positive"]\n[[sources]]\nreeder = "csv"\ntrain = ["shop.csv"]\n', "reader must be one of .*no reader; its keys: \\['reeder', 'train'\\]"),
         ('labels = ["negative", "positive"]\n[train]\nepochs = "2"\n' + CSV_SOURCE, "epochs: expected int"),
         ('labels = ["negative", "positive"]\n[train]\ncell = "transformer"\n' + CSV_SOURCE, "not one of lstm"),
         ('labels = ["negative"]\n' + CSV_SOURCE, "at least two"),

@@ -154,6 +154,12 @@ def test_true_and_false_labels_are_one_label_whatever_their_case(tmp_path):
     assert not report.dropped
 
 
+def test_a_tab_separated_file_read_as_csv_is_told_to_use_the_tsv_reader(tmp_path):
+    path = write(tmp_path / "a.csv", "review\tstars\nnice\t5\n")
+    with pytest.raises(SourceError, match=r"its columns: 'review\\tstars'\); .*reader = \"tsv\""):
+        read(spec("s", "csv", train=(path,), text="review", label="stars"))
+
+
 def test_jsonl_text_that_is_not_a_string_and_undecodable_lines_are_bad_rows(tmp_path):
     lines = [
         b'{"text": {"a": 1}, "label": "positive"}',

@@ -133,7 +133,8 @@ def _column(spec: SourceSpec, key: str | int | None, header: list[str], path: Pa
         raise SourceError(f"{spec.name}: {path} has no header row; give columns as numbers")
     if key not in header:
         names = ", ".join(map(repr, header))
-        raise SourceError(f"{spec.name}: {path} has no column {key!r} (its columns: {names})")
+        tabs = '; its header holds tabs: reader = "tsv"?' if "\t" in "".join(header) else ""
+        raise SourceError(f"{spec.name}: {path} has no column {key!r} (its columns: {names}){tabs}")
     if header.count(key) > 1:
         raise SourceError(f"{spec.name}: {path} has two columns named {key!r}: rename one")
     return header.index(key)

@@ -110,6 +110,9 @@ async def test_activate_by_version_under_the_models_root(bundle_dir, manifest, t
         response = await client.post("/admin/model", json={"version": "zz-next"}, headers=AUTH)
         assert response.status_code == 200, response.text
         assert (await client.get("/health/ready")).json()["model"]["version"] == "zz-next"
+        typo = await client.post("/admin/model", json={"version": "zz-nxt"}, headers=AUTH)
+        assert typo.status_code == 422
+        assert "has no version 'zz-nxt' (its versions: zz-next)" in typo.json()["error"]["message"]
 
 
 async def test_a_smoke_run_is_swapped_in_only_with_force(bundle_dir, manifest, tmp_path):
