@@ -29,6 +29,7 @@ def model_card(manifest: dict, metrics: dict) -> str:
             "",
             _figures_table(metrics),
             "",
+            *(f"**Warning:** {warning}\n" for warning in metrics.get("warnings", ())),
             *_other_figures(metrics),
             *_training_options(hp),
             "",

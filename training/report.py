@@ -98,7 +98,8 @@ def run_baseline(train, validation, test, corpus, labels, metrics: dict, log) ->
     for name, result in val_by_source.items():  # a source without a test split has only these
         metrics["sources"][name]["baseline_validation"] = result
     if warning := behind_the_baseline(metrics["validation"], out["validation"]):
-        log(warning)
+        log(f"warning: {warning}")
+        metrics.setdefault("warnings", []).append(warning)  # the model card shows it too
     if test.ids:
         test_outputs = _as_outputs(baseline.probabilities(texts(test)), labels)
         out["test"], by_source = per_source(test, test_outputs, labels, corpus.sources("test"))
@@ -118,7 +119,7 @@ def behind_the_baseline(lstm: dict, baseline: dict) -> str | None:
     if gap <= BEHIND_BY:
         return None
     return (
-        f"warning: the LSTM's validation accuracy {lstm['accuracy']:.3f} is {gap:.3f} below "
+        f"the LSTM's validation accuracy {lstm['accuracy']:.3f} is {gap:.3f} below "
         f"the baseline's {baseline['accuracy']:.3f} on the same rows. On a small dataset it "
         "is likely undertrained: try --epochs 20 --lr-decay 1.0 --patience 3 "
         "(docs/training.md, 'Small datasets')"
