@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         # A config that names no model trains one named after the file, not into the IMDB
         # model's folder (where --promote would replace it).
         values["name"] = Path(config).stem
-        if not ({"name"} & (table.keys() | given.keys())) and not _valid_name(values["name"]):
+        named = "name" in table or "name" in given
+        if not named and not _valid_name(values["name"]):
             raise ConfigError(
                 f"{config}: the file's name {values['name']!r} is not a model name (letters, "
                 "digits, '.', '_', '-'): set [train] name in it, or --name"

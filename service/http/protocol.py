@@ -54,17 +54,16 @@ class Refusal:
     message: str
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # every answer has one
 
-
-def error_bytes(status: int, reason: str, code: str, message: str, request_id: str) -> bytes:
-    """A whole HTTP/1.1 answer in the service's error shape, closing the connection."""
-    error = {"code": code, "message": message, "details": []}
-    body = json.dumps({"error": error, "request_id": request_id}).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+    def wire(self) -> bytes:
+        """The whole HTTP/1.1 answer in the service's error shape, closing the connection."""
+        error = {"code": self.code, "message": self.message, "details": []}
+        body = json.dumps({"error": error, "request_id": self.request_id}).encode()
+        head = (
+            f"HTTP/1.1 {self.status} {self.reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nx-request-id: {self.request_id}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        return head.encode("ascii") + body
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -254,9 +253,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.pending = None
         if self.transport.is_closing():  # the answer before it closed the connection
             return
-        r = refusal
-        self.transport.write(error_bytes(r.status, r.reason, r.code, r.message, r.request_id))
+        self.transport.write(refusal.wire())
         client = self.client[0] if self.client else None
+        r = refusal
         extra = {"status": r.status, "error": r.code, "client": client, "request_id": r.request_id}
         log.info("refused %d %s", r.status, r.message, extra=extra)
         if not self.transport.can_write_eof() or self.stopping:  # (TLS; shutting down)

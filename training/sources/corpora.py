@@ -64,10 +64,11 @@ def read_blitzer(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
             raise SourceError(f"{spec.name}: {folder} {found} (expected a Blitzer domain folder)")
         for label, name in _BLITZER_FILES.items():
             content = _blitzer_file(folder / name, spec)
-            _count_unclosed(content[content.rfind("</review>") + 1 :], report)  # the last
+            last = content[content.rfind("</review>") + 1 :]  # after the last review closed
+            _count_unclosed(last.count("<review>"), report)
             for block in _BLITZER_REVIEW.findall(content):
-                *unclosed, block = block.split("<review>")
-                _count_unclosed("<review>" * len(unclosed), report)  # those before it
+                *unclosed, block = block.split("<review>")  # opened before it, never closed
+                _count_unclosed(len(unclosed), report)
                 if UNDECODABLE.search(block):
                     report.read += 1
                     report.drop(f"not {spec.encoding}")
@@ -79,9 +80,9 @@ def read_blitzer(spec: SourceSpec, report: SourceReport) -> Iterator[RawRow]:
                 yield RawRow(unescape_literals(text), label, group, split)
 
 
-def _count_unclosed(text: str, report: SourceReport) -> None:
-    """Each ``<review>`` in ``text`` began a review never closed: it is lost, and counted."""
-    if lost := text.count("<review>"):
+def _count_unclosed(lost: int, report: SourceReport) -> None:
+    """Reviews begun and never closed are lost: counted as bad rows."""
+    if lost:
         report.read += lost
         report.drop("<review> without </review>", lost)
 

@@ -165,8 +165,6 @@ def _check_keys(item: dict, keys: tuple, path: Path, line: int) -> None:
 
 
 def _as_text(value) -> str:
-    if isinstance(value, bool):  # JSON's spelling, as a CSV holds it
-        return "true" if value else "false"
     return "" if value is None else str(value)
 
 
