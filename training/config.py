@@ -18,7 +18,8 @@ POOLINGS = ("last", "last+mean+max")
 TRUNCATIONS = ("head", "tail", "head+tail")
 HEADS = ("auto", "sigmoid", "softmax")
 CLASS_WEIGHTS = ("none", "balanced", "balanced-per-source")
-VECTORS = ("none", "glove-6b-50d", "wordllama-l2", "glove-6b-50d+wordllama-l2")
+VECTORS = ("none", "glove-6b-50d", "wordllama-l2", "spacy-md")
+VECTORS += tuple(f"glove-6b-50d+{other}" for other in VECTORS[2:])  # GloVe's 50 dims, then it
 PRETRAIN_OTHER = ("predict", "mask")
 FINETUNE_HEADS = ("zeros", "random")
 PRETRAIN_TRANSFER = ("encoder", "embedding")
@@ -125,7 +126,7 @@ class Config:
     # pretraining and word vectors (docs/training.md "Pretraining"); all off by default
     vectors: str = _opt(
         "none",
-        "initialise the embedding rows of the words that have a pretrained vector: GloVe 6B 50d, WordLlama's Llama 2 subword embeddings (every word has one), or GloVe in the first 50 dimensions and WordLlama in the rest (needs the `vectors` extra; the bundle does not); none: random init",
+        "initialise the embedding rows of the words that have a pretrained vector: GloVe 6B 50d, WordLlama's Llama 2 subword embeddings (every word has one), spaCy en_core_web_md's 300-d vectors (their principal components when narrower), or GloVe in the first 50 dimensions and the other in the rest (needs the `vectors` extra; the bundle does not); none: random init",
         VECTORS,
     )
     pretrain: bool = _opt(
@@ -198,9 +199,7 @@ class Config:
         "where bundles are written: <models-dir>/<name>/<version>/; the default is the project's models/ (what sentiment-serve reads); a relative path starts from the working directory (from the config file's folder in its [train] table)",
     )
     name: str = _opt("sentiment-lstm", "model name (a folder under --models-dir)")
-    version: str = _opt(
-        "", "bundle version (a folder name); empty: the UTC time, e.g. 20261122-032328"
-    )
+    version: str = _opt("", "bundle version (a folder name); empty: the UTC time (20261122-032328)")
     promote: bool = _opt(
         False,
         "make the new version the one served (writes <models-dir>/<name>/PROMOTED); "

