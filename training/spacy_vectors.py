@@ -8,9 +8,10 @@ Only the table is read, without spaCy: ``vocab/key2row`` maps each word's 64-bit
 (MurmurHash64A, seed 1: spaCy's ``hash_string``) to its row, and ``vocab/strings.json``
 lists the words.
 
-Scale: the table's rows have a mean norm of about 44; the rows used (whole, or their
-leading principal components when fewer dimensions are left) are rescaled to a mean norm
-of ``SCALE``, GloVe 50d's own, at which the recipe's rate and adversarial ε were chosen.
+Scale: the table's rows have a mean norm of about 44. The table (whole, or its leading
+principal components when fewer dimensions are left) is rescaled so that its rows have a
+mean norm of ``SCALE``, GloVe 50d's own, at which the recipe's rate and adversarial ε were
+chosen (WordLlama's scale is set over our vocabulary's rows instead).
 """
 
 from __future__ import annotations
