@@ -29,12 +29,12 @@ $(VENV)/.serve: pyproject.toml $(LOCK) | $(BIN)/python
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml $(LOCK) | $(BIN)/python
-	$(INSTALL) -e ".[train,dev,vectors]"
+	$(INSTALL) -e ".[train,dev,vectors,teacher]"
 	@touch $@ $(VENV)/.serve
 
 # Ray Serve and Ray Data (the `ray` extra, about 570 MB): only for test-ray and bench-ray.
 $(VENV)/.ray: pyproject.toml $(LOCK) $(VENV)/.dev
-	$(INSTALL) -e ".[train,dev,vectors,ray]"
+	$(INSTALL) -e ".[train,dev,vectors,teacher,ray]"
 	@touch $@
 
 serve: $(VENV)/.serve ## start the API on 127.0.0.1:8000 with the promoted models (SERVE_ARGS="--port 9000")
@@ -96,7 +96,7 @@ lock: ## re-resolve every dependency into constraints.txt (then make test)
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[train,dev,vectors,ray]"
+	.lock-venv/bin/python -m pip install --quiet ".[train,dev,vectors,teacher,ray]"
 	{ echo "# The lock: exact versions of every dependency, used as pip constraints by make,"; \
 	  echo "# CI and both images. Regenerate with 'make lock' (then 'make test'); never by hand."; \
 	  .lock-venv/bin/python -m pip freeze --exclude sentiment-lstm-service; } > $(LOCK)

@@ -26,13 +26,14 @@ from pathlib import Path
 from training.config import Config, config_fields, field_type
 from training.source_specs import ConfigError, did_you_mean, source_spec
 from training.sources import SourceSpec, default_label_map
+from training.teacher.spec import TeacherSpec, teacher_spec
 
 __all__ = ["ConfigError", "Plan", "default_plan", "load_plan", "read_train_table"]
 
 # Tables of flags under a prefix: [pretrain] epochs = 3 is pretrain_epochs = 3 (and, unless
 # it says enabled = false, switches pretraining on); [finetune] lr_ratio = 0.5 likewise.
 PREFIXED_TABLES = ("pretrain", "finetune")
-TOP_KEYS = {"labels", "data_dir", "train", "sources", *PREFIXED_TABLES}
+TOP_KEYS = {"labels", "data_dir", "train", "sources", "teacher", *PREFIXED_TABLES}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Plan:
     sources: tuple[SourceSpec, ...]
     text: str = ""  # the config file as written, saved into the bundle
     data_dir: Path = field(default=Path("."))
+    teacher: TeacherSpec | None = None  # [teacher]: distillation (training/teacher/)
 
 
 def default_plan(cfg: Config) -> Plan:
@@ -134,7 +136,9 @@ def load_plan(cfg: Config) -> Plan:
     if duplicate := next((n for n in names if names.count(n) > 1), None):
         raise ConfigError(f"{cfg.config}: two sources are named {duplicate!r}")
     text = Path(cfg.config).read_text(encoding="utf-8-sig")
-    return Plan(tuple(labels), tuple(sources), text, data_dir)
+    base = Path(cfg.config).resolve().parent
+    teacher = teacher_spec(document.get("teacher"), names, base, cfg.config)
+    return Plan(tuple(labels), tuple(sources), text, data_dir, teacher)
 
 
 def _model_labels(labels, cfg: Config) -> list[str]:

@@ -31,6 +31,14 @@ class Rows:
     ids: list[Sequence[int]]
     y: np.ndarray
     weights: np.ndarray | None = None
+    targets: np.ndarray | None = None  # (n, labels) soft targets (a teacher's), else None
+
+    def without_source(self, source: str) -> Rows:
+        keep = np.array([i for i, e in enumerate(self.examples) if e.source != source], int)
+        weights = None if self.weights is None else self.weights[keep]
+        targets = None if self.targets is None else self.targets[keep]
+        examples = [self.examples[i] for i in keep]
+        return Rows(examples, [self.ids[i] for i in keep], self.y[keep], weights, targets)
 
     def of_source(self, source: str) -> np.ndarray:
         return np.array([i for i, e in enumerate(self.examples) if e.source == source], dtype=int)
@@ -75,12 +83,9 @@ def fit_model(
     trainer = model
     if cfg.adversarial:
         trainer = AdversarialTrainer(model, model_cfg, cfg.adversarial)
-    trainer.compile(
-        optimizer=optimizer,
-        loss="binary_crossentropy" if model_cfg.outputs == 1 else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    validation_data = _dataset(validation, 256, rng, model_cfg.outputs, shuffle=False)
+    soft = train.targets is not None  # a teacher's probabilities: every target a distribution
+    trainer.compile(optimizer=optimizer, loss=_loss(model_cfg.outputs, soft), metrics=["accuracy"])
+    validation_data = _dataset(validation, 256, rng, model_cfg.outputs, shuffle=False, soft=soft)
     averaging = []
     if cfg.average_weights:
         # Before early stopping and the progress line: both see the average's figures.
@@ -93,7 +98,7 @@ def fit_model(
         ]
     started = time.monotonic()
     history = trainer.fit(
-        _dataset(train, cfg.batch_size, rng, model_cfg.outputs, shuffle=True),
+        _dataset(train, cfg.batch_size, rng, model_cfg.outputs, shuffle=True, soft=soft),
         validation_data=validation_data,
         epochs=cfg.epochs,
         shuffle=False,  # our batches are shuffled already (Keras would only warn)
@@ -110,14 +115,32 @@ def fit_model(
     return model, history, time.monotonic() - started
 
 
-def _dataset(rows: Rows, batch_size: int, rng, outputs: int, shuffle: bool) -> tf.data.Dataset:
+def _loss(outputs: int, soft: bool) -> str:
+    if outputs == 1:
+        return "binary_crossentropy"  # takes P(positive) targets as they are
+    return "categorical_crossentropy" if soft else "sparse_categorical_crossentropy"
+
+
+def _targets(rows: Rows, outputs: int, soft: bool) -> np.ndarray:
+    """Label indices; with ``soft``, distributions (a row without a teacher's: one-hot, whose
+    cross-entropy is the sparse one's, so validation losses compare across runs)."""
+    if not soft:
+        return rows.y.astype(np.float32 if outputs == 1 else np.int64)
+    k = max(outputs, 2)
+    targets = rows.targets if rows.targets is not None else np.eye(k)[rows.y]
+    return (targets[:, 1] if outputs == 1 else targets).astype(np.float32)
+
+
+def _dataset(
+    rows: Rows, batch_size: int, rng, outputs: int, shuffle: bool, soft: bool = False
+) -> tf.data.Dataset:
     """Batches of similar lengths, padded per batch; (ids, labels[, weights])."""
     lengths = np.array([len(s) for s in rows.ids])
-    labels = rows.y.astype(np.float32 if outputs == 1 else np.int64)
+    labels = _targets(rows, outputs, soft)
     n_batches = -(-len(rows.ids) // batch_size)
     spec = [
         tf.TensorSpec((None, None), tf.int32),
-        tf.TensorSpec((None,), tf.float32 if outputs == 1 else tf.int64),
+        tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
     ]
     if rows.weights is not None:
         spec.append(tf.TensorSpec((None,), tf.float32))

@@ -152,6 +152,7 @@ def fit_ngram_branch(
 
     report = {
         "buckets": buckets,
+        "train_rows": len(train.ids),  # labelled rows only when a teacher adds spans
         "features_used": int(np.count_nonzero(np.any(coef != 0, axis=1))),
         "C": best,
         "ngram_val_accuracy": {str(k): round(v, 4) for k, v in accuracy.items()},

@@ -44,6 +44,9 @@ from training.cli import (
 from training.config import Config
 from training.config_file import ConfigError, Plan, load_plan
 from training.data import DatasetError
+from training.teacher import teach
+from training.teacher.spec import SPANS_SOURCE
+from training.teacher.weights import TeacherError, check_teacher_installed
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -84,11 +87,14 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
 
     # -- 2. data -----------------------------------------------------------------------
     corpus = _load_data(cfg, plan, rng, log)
+    teacher = teach(plan.teacher, corpus, plan.labels, log)  # [teacher]: spans, soft targets
     if cfg.weights_seed != cfg.seed:  # --seed's rows and splits; other weights and batches
         rng = np.random.default_rng(cfg.weights_seed)
 
     # -- 3. tokenizer, encoded rows, loss weights ------------------------------------------
     encoder, splits, class_weights = _encode(cfg, plan, corpus, work_dir, log)
+    if teacher:
+        splits[0].targets = teacher.soft_targets(splits[0].y, len(labels))
 
     # -- 4. model ----------------------------------------------------------------------
     model, model_cfg, history, fit_seconds, init = _fit(
@@ -105,6 +111,8 @@ def _job(cfg: Config, plan: Plan, version: str, work_dir: Path) -> None:
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
         **init,  # "vectors", "pretraining": the initial weights; "calibration": temperature
     }
+    if teacher:
+        metrics["training"]["teacher"] = teacher.report
 
     # -- 8. bundle ---------------------------------------------------------------------------
     metrics["training"]["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -139,6 +147,8 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
     labels = plan.labels
     source_weight = {s.name: s.weight for s in plan.sources}
     overrides = {s.name: s.class_weight for s in plan.sources if s.class_weight}
+    if plan.teacher:  # the spans: the teacher's label mix as it is, each span weighing 1
+        overrides[SPANS_SOURCE] = "none"
     per_label = class_weights(corpus.train, labels, source_weight, cfg.class_weight, overrides)
     if cfg.class_weight != "none" or overrides:
         for source, weights in per_label.items():
@@ -147,7 +157,7 @@ def _encode(cfg: Config, plan: Plan, corpus, work_dir: Path, log):
     def weight_of(example) -> float:
         # Validation rows of a source with no training rows (none here yet) weigh 1.
         label_weight = per_label.get(example.source, {}).get(example.label, 1.0)
-        return source_weight[example.source] * label_weight
+        return source_weight.get(example.source, 1.0) * label_weight
 
     splits = (
         encode_rows(corpus.train, encoder, labels, weight_of),
@@ -175,8 +185,9 @@ def _fit(cfg: Config, config: dict, encoder, splits, rng, work_dir: Path, log):
     best = int(np.argmin(history["val_loss"])) + 1
     log(f"fit: {fit_seconds:.0f} s; best: epoch {best} of {len(history['loss'])}")
     # 4b. optional n-gram branch, fit and stacked on validation (training/ngram.py)
-    if model_cfg.ngram_buckets:
-        init_report["ngram"] = fit_ngram_branch(model, model_cfg, splits[0], splits[1], log)
+    if model_cfg.ngram_buckets:  # on labelled rows only: a span's label is a teacher's guess
+        labelled = splits[0].without_source(SPANS_SOURCE)
+        init_report["ngram"] = fit_ngram_branch(model, model_cfg, labelled, splits[1], log)
     # 4c. probabilities calibrated on validation; labels unchanged (training/calibrate.py)
     init_report["calibration"] = calibrate(model, model_cfg, splits[1], cfg.calibration, log)
     # Weights only (no optimizer state): with config.json they rebuild the exact Keras model.
@@ -250,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--promote with --limit: a smoke run is promoted only with --force")
         check_training_stack()
         check_vectors(cfg)
+        if load_plan(cfg).teacher:
+            check_teacher_installed()  # before any data loads
         folder = models_folder(cfg)
         new_folder = not folder.exists()
         check_writable(folder)
-    except (ConfigError, SetupError, DatasetError) as exc:
+    except (ConfigError, SetupError, DatasetError, TeacherError) as exc:
         return fail(str(exc))
     from training.export import ExportError
 
@@ -262,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         if new_folder and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a failed first run of a name leaves no empty <models-dir>/<name>
-        if isinstance(exc, ConfigError | DatasetError | ExportError | FileExistsError):
+        if isinstance(
+            exc, ConfigError | DatasetError | ExportError | FileExistsError | TeacherError
+        ):
             return fail(str(exc))
         raise
     print(f"bundle written: {shown_path(bundle, cfg)}")
