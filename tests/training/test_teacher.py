@@ -84,6 +84,94 @@ def test_spans_are_inner_phrases_of_long_enough_texts_and_never_a_scored_text():
         assert len(words) <= len(source.split()) - 2 and source != texts[1]
 
 
+# -- the teacher's targets ---------------------------------------------------------------------
+
+
+def word_vectors(texts: list[str]) -> np.ndarray:
+    """Stand-in sentence vectors for the bookkeeping tests: counts of the label words."""
+    return np.array([[t.split().count(w) for w in ("good", "meh", "bad")] for t in texts], float)
+
+
+def small_corpus():
+    from training.sources import Corpus
+
+    words = {"positive": "good", "neutral": "meh", "negative": "bad"}
+    taught = [
+        Example(f"{words[label]} film number {i} of the set", label, "sst", "", "train")
+        for i, label in enumerate(["positive", "neutral", "negative"] * 10)
+    ]
+    other = [Example(f"a {w} one", "positive", "cr", "", "train") for w in ("x", "y")]
+    held = [Example("good film number 1", "positive", "sst", "", "test")]
+    return Corpus(train=[other[0], *taught, other[1]], test=held)
+
+
+def test_teacher_rows_get_the_mix_spans_the_teacher_other_rows_their_label(monkeypatch):
+    from training.teacher import distill, teach
+
+    monkeypatch.setattr(distill, "embed_cached", lambda cache, texts, log: word_vectors(texts))
+    labels = ["negative", "neutral", "positive"]
+    corpus = small_corpus()
+    before = len(corpus.train)
+    spec = TeacherSpec(sources=("sst",), folds=3, alpha=0.25)
+    teacher = teach(spec, corpus, labels, lambda line: None)
+    spans = corpus.train[before:]
+    assert spans == teacher.spans and all(e.source == SPANS_SOURCE for e in spans)
+    assert len(spans) == teacher.report["spans"] > 30 and teacher.report["rows"] == 30
+    assert "good film number 1" not in {e.text for e in spans}  # a test text is never a span
+    y = np.array([labels.index(e.label) for e in corpus.train])
+    targets = teacher.soft_targets(y, 3)
+    assert targets.shape == (before + len(spans), 3)
+    assert np.allclose(targets.sum(axis=1), 1.0)
+    assert np.array_equal(targets[0], np.eye(3)[y[0]]) and np.array_equal(
+        targets[before - 1], np.eye(3)[y[before - 1]]
+    )
+    for i in range(1, before - 1):  # alpha of the label, the rest the teacher's (cross-fitted)
+        assert targets[i, y[i]] >= 0.25 and not np.array_equal(targets[i], np.eye(3)[y[i]])
+        assert targets[i].argmax() == y[i]  # the label words are plain: the teacher agrees
+    for k, span in enumerate(spans):  # the teacher alone, and its argmax is the span's label
+        row = targets[before + k]
+        assert labels[int(row.argmax())] == span.label
+    with pytest.raises(ValueError, match="training rows, but the spans end"):
+        teacher.soft_targets(y[:-1], 3)
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        (
+            lambda e: e.label == "positive",
+            "of 1 label\\(s\\); the teacher needs training rows of two",
+        ),
+        (lambda e: e.source == "nothing", "0 training rows of 0 label"),
+    ],
+)
+def test_a_teacher_without_rows_to_learn_from_is_a_clear_error(monkeypatch, keep, message):
+    from training.teacher import distill
+    from training.teacher.weights import TeacherError
+
+    monkeypatch.setattr(distill, "embed_cached", lambda *args: pytest.fail("embedded anyway"))
+    corpus = small_corpus()
+    corpus.train = [e for e in corpus.train if keep(e)]
+    with pytest.raises(TeacherError, match=message):
+        distill.distill(
+            TeacherSpec(sources=("sst",)), corpus, ["negative", "neutral", "positive"], print
+        )
+
+
+def test_cross_fitting_needs_as_many_groups_as_folds(monkeypatch):
+    from training.teacher import distill
+    from training.teacher.weights import TeacherError
+
+    corpus = small_corpus()
+    corpus.train = [
+        Example(e.text, e.label, e.source, f"g{i % 2}", "train") for i, e in enumerate(corpus.train)
+    ]
+    with pytest.raises(TeacherError, match="2 groups of training rows, fewer than folds = 5"):
+        distill.distill(
+            TeacherSpec(sources=("sst",)), corpus, ["negative", "neutral", "positive"], print
+        )
+
+
 # -- soft targets in the fit -------------------------------------------------------------------
 
 
@@ -233,19 +321,46 @@ def taught(tmp_path_factory):
     sources = '[[sources]]\nname = "shop"\nreader = "csv"\ngroup = "user"\n'
     sources += 'train = ["train.csv"]\ntest = ["test.csv"]\n'
     config = write_config(folder, RUN.replace("CACHE", str(CACHE)), sources)
-    assert main(["--config", str(config), "--models-dir", str(folder), "--version", "t"]) == 0
-    return folder / "taught" / "t"
+    import training.fit
+
+    seen = {}
+    fit_model = training.fit.fit_model
+
+    def recording(model_cfg, cfg, train, *args, **kwargs):
+        seen["train"] = train  # what the LSTM learned from
+        return fit_model(model_cfg, cfg, train, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training.fit, "fit_model", recording)
+        assert main(["--config", str(config), "--models-dir", str(folder), "--version", "t"]) == 0
+    seen["bundle"] = folder / "taught" / "t"
+    return seen
 
 
 @pytest.mark.slow
 @pytest.mark.train
+def test_the_lstm_learns_from_the_teachers_distributions(taught):
+    train = taught["train"]
+    assert train.targets is not None and train.targets.shape == (len(train.y), 3)
+    spans = np.array([e.source == SPANS_SOURCE for e in train.examples])
+    assert spans.any() and not spans[: (~spans).sum()].any()  # appended after the rows
+    taught_rows = train.targets[~spans]
+    mixed = ~np.isclose(taught_rows.max(axis=1), 1.0)
+    assert mixed.mean() > 0.9  # alpha 0.5 of the label + the teacher's: never one-hot
+    assert np.all(taught_rows[np.arange(len(taught_rows)), train.y[~spans]] >= 0.5 - 1e-6)
+    assert np.allclose(train.targets.sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_a_run_with_a_teacher_learns_from_its_spans_and_reports_it(taught):
+    taught = taught["bundle"]
     metrics = json.loads((taught / "metrics.json").read_text())
     teacher = metrics["training"]["teacher"]
     shop_train = metrics["data"]["shop"]["kept"]["train"]
     assert teacher["rows"] == shop_train and teacher["spans"] > 100
     assert teacher["C"] in (1.0, 10.0) and set(teacher["cross_fitted_nll"]) == {"1", "10"}
-    assert teacher["C"] == min((v, float(c)) for c, v in teacher["cross_fitted_nll"].items())[1]
+    assert teacher["cross_fitted_nll"][f"{teacher['C']:g}"] == min(
+        teacher["cross_fitted_nll"].values()
+    )
     assert sum(teacher["span_label_mix"].values()) == pytest.approx(1.0, abs=1e-3)
     assert teacher["cross_fitted_accuracy"] > 0.8  # the words are plain: the teacher reads them
     # the n-gram branch learns from labelled rows only; the LSTM from the spans too
@@ -264,5 +379,5 @@ def test_a_run_with_a_teacher_learns_from_its_spans_and_reports_it(taught):
 def test_a_taught_bundle_serves_like_any_other(taught):
     from service.model.loader import load_bundle
 
-    bundle = load_bundle(taught)  # hashes and the reference self-check
+    bundle = load_bundle(taught["bundle"])  # hashes and the reference self-check
     assert bundle.labels == ["negative", "neutral", "positive"]

