@@ -339,6 +339,8 @@ def taught(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.train
+@pytest.mark.slow
+@pytest.mark.train
 def test_the_lstm_learns_from_the_teachers_distributions(taught):
     train = taught["train"]
     assert train.targets is not None and train.targets.shape == (len(train.y), 3)
